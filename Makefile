@@ -1,0 +1,77 @@
+# understudy: `make demo` and `make test` set everything up from a bare checkout.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+VENV_STAMP := $(VENV)/.installed
+LOCAL := .local
+CARGO ?= cargo
+
+.PHONY: help venv build demo test lint rust-tests stack-selftest validate local-up local-down package clean
+
+help:
+	@echo "make demo        set up, start the local stack, run the snapshot state machine against a seeded production"
+	@echo "make test        set up and run every test (lint, unit, functions against moto, state machines in moto)"
+	@echo "make local-up    start the local stack (moto + Lambda invoke host) in the background; prints exports"
+	@echo "make local-down  stop it"
+	@echo "make package     build arm64 Lambda zips with cargo-lambda (installed into .venv)"
+
+# Python side of the local stack: the pinned emulator and cfn-lint.
+$(VENV_STAMP): tests/local/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r tests/local/requirements.txt
+	touch $@
+
+venv: $(VENV_STAMP)
+
+# Debug builds of every function binary (the invoke host runs them) and of the
+# tests, in the one shared target dir.
+build:
+	$(CARGO) build --workspace --bins --tests
+
+demo: venv build
+	$(CARGO) run --quiet -p understudy-tests --bin demo
+
+test: venv build lint validate stack-selftest rust-tests
+	@python3 -c 'import re; r=open("$(LOCAL)/rust-tests.log").read(); p=open("$(LOCAL)/stack-selftest.log").read(); \
+	n=sum(int(x) for x in re.findall(r"test result: \w+\. (\d+) passed", r)) + int(re.search(r"Ran (\d+) test", p).group(1)); \
+	f=sum(int(x) for x in re.findall(r"(\d+) failed;", r)); print(f"total: {n} passed, {f} failed")'
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
+
+validate: venv
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/production-access.yaml
+	@for f in statemachines/*.asl.json; do $(PYTHON) -m json.tool $$f > /dev/null || exit 1; done
+
+stack-selftest: venv
+	@mkdir -p $(LOCAL)
+	set -o pipefail; $(PYTHON) -m unittest discover -s tests/local -p 'test_*.py' 2>&1 | tee $(LOCAL)/stack-selftest.log
+
+rust-tests: build
+	@mkdir -p $(LOCAL)
+	set -o pipefail; $(CARGO) test --workspace 2>&1 | tee $(LOCAL)/rust-tests.log
+
+local-up: venv build
+	@mkdir -p $(LOCAL)
+	@if [ -f $(LOCAL)/stack.pid ] && kill -0 $$(cat $(LOCAL)/stack.pid) 2>/dev/null; then \
+		echo "already running (PID $$(cat $(LOCAL)/stack.pid))"; cat $(LOCAL)/stack.env; exit 0; fi
+	@nohup $(PYTHON) tests/local/stack.py --bin-dir target/debug --log-dir $(LOCAL)/logs > $(LOCAL)/stack.env 2> $(LOCAL)/stack.log & echo $$! > $(LOCAL)/stack.pid
+	@for i in $$(seq 1 100); do grep -q "ready" $(LOCAL)/stack.env 2>/dev/null && break; sleep 0.2; done
+	@grep -q "ready" $(LOCAL)/stack.env || { echo "the stack did not start; see $(LOCAL)/stack.log"; exit 1; }
+	@grep '^export' $(LOCAL)/stack.env
+
+local-down:
+	@if [ -f $(LOCAL)/stack.pid ]; then kill $$(cat $(LOCAL)/stack.pid) 2>/dev/null || true; rm -f $(LOCAL)/stack.pid $(LOCAL)/stack.env; echo stopped; else echo "not running"; fi
+
+# arm64 zips for Lambda (sam build does the same through BuildMethod: rust-cargolambda).
+package: venv
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check cargo-lambda ziglang
+	rustup target add aarch64-unknown-linux-gnu
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip
+
+clean: local-down
+	$(CARGO) clean
+	rm -rf $(VENV) $(LOCAL)

@@ -1,0 +1,282 @@
+//! The snapshot function: manual snapshots of the production database (an Aurora
+//! cluster or an RDS instance), made with the production client set.
+//!
+//! Actions:
+//! - `validate`: check the config document and return it with every default filled in;
+//! - `create`: snapshot `config.database.source` under an identifier derived from
+//!   `run_id`, so a retried task finds the snapshot it already made;
+//! - `status`: `{status, progress, available}` for a `Wait`/`Choice` loop;
+//! - `prune`: keep the newest `config.retention.keep_snapshots` of understudy's
+//!   snapshots of the source and delete the rest; never an untagged or automated one.
+
+mod naming;
+mod rds;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use understudy_shared::aws::{rds_client, AwsContext};
+use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
+use understudy_shared::request::ActionRequest;
+use understudy_shared::tags::{self, tag_value};
+use understudy_shared::{guard, Error, Result};
+
+pub use naming::snapshot_identifier;
+pub use rds::{select_for_pruning, SnapshotSummary};
+
+use rds::ProductionSnapshots;
+
+/// The function's handler, holding the AWS config built once per cold start.
+pub struct SnapshotFunction {
+    aws: AwsContext,
+}
+
+/// `{"action": "validate", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateRequest {
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "create", "run_id": "...", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    /// The run (execution name) the snapshot belongs to; its identifier derives from it.
+    pub run_id: String,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "status", "snapshot": {"kind": "cluster", "identifier": "..."}, "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// Which snapshot to look at.
+    pub snapshot: SnapshotRef,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "prune", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneRequest {
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// A snapshot by kind and identifier.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRef {
+    /// Cluster snapshot or DB (instance) snapshot.
+    pub kind: DatabaseKind,
+    /// The snapshot identifier.
+    pub identifier: String,
+}
+
+/// The function's requests, by action.
+#[derive(Debug)]
+pub enum SnapshotRequest {
+    /// See [`ValidateRequest`].
+    Validate(ValidateRequest),
+    /// See [`CreateRequest`].
+    Create(CreateRequest),
+    /// See [`StatusRequest`].
+    Status(StatusRequest),
+    /// See [`PruneRequest`].
+    Prune(PruneRequest),
+}
+
+impl SnapshotRequest {
+    /// Parses a payload; errors name the offending field.
+    pub fn parse(payload: Value) -> Result<Self> {
+        let request = ActionRequest::new(payload)?;
+        match request.action() {
+            "validate" => request.fields().map(Self::Validate),
+            "create" => request.fields().map(Self::Create),
+            "status" => request.fields().map(Self::Status),
+            "prune" => request.fields().map(Self::Prune),
+            _ => Err(request.unknown_action(&["validate", "create", "status", "prune"])),
+        }
+    }
+}
+
+/// What `create` returns: enough for `status`, `share` and the execution's output.
+#[derive(Debug, Serialize)]
+pub struct CreatedSnapshot {
+    /// Cluster or instance snapshot.
+    pub kind: DatabaseKind,
+    /// Snapshot identifier.
+    pub identifier: String,
+    /// Snapshot ARN.
+    pub arn: Option<String>,
+    /// The production database it was taken from.
+    pub source: String,
+    /// AWS status at the time of the call (`creating`, `available`, ...).
+    pub status: String,
+    /// False when a previous attempt of this run had already made it.
+    pub created: bool,
+}
+
+/// What `status` returns, for a `Choice` on `available`.
+#[derive(Debug, Serialize)]
+pub struct SnapshotStatus {
+    /// Snapshot identifier.
+    pub identifier: String,
+    /// AWS status.
+    pub status: String,
+    /// Percent complete, 0–100.
+    pub progress: i32,
+    /// True once the snapshot can be shared and restored.
+    pub available: bool,
+}
+
+impl SnapshotFunction {
+    /// A handler using `aws` for every call.
+    pub fn new(aws: AwsContext) -> Self {
+        Self { aws }
+    }
+
+    /// Handles one invocation.
+    pub async fn handle(&self, payload: Value) -> Result<Value> {
+        match SnapshotRequest::parse(payload)? {
+            SnapshotRequest::Validate(request) => {
+                let config = EnvironmentConfig::from_value(request.config)?;
+                Ok(serde_json::to_value(config).expect("config serializes"))
+            }
+            SnapshotRequest::Create(request) => to_json(self.create(request).await?),
+            SnapshotRequest::Status(request) => to_json(self.status(request).await?),
+            SnapshotRequest::Prune(request) => self.prune(request).await,
+        }
+    }
+
+    async fn snapshots(&self, config: &EnvironmentConfig, kind: DatabaseKind) -> Result<ProductionSnapshots> {
+        let production = self.aws.production(&config.production).await?;
+        Ok(ProductionSnapshots::new(rds_client(&production), kind))
+    }
+
+    async fn create(&self, request: CreateRequest) -> Result<CreatedSnapshot> {
+        let config = EnvironmentConfig::from_value(request.config)?;
+        let database = config.require_database()?;
+        check_run_id(&request.run_id)?;
+        let snapshots = self.snapshots(&config, database.kind).await?;
+        let identifier = snapshot_identifier(&request.run_id);
+
+        let adopt = |existing: SnapshotSummary| -> Result<CreatedSnapshot> {
+            ensure_made_by_this_run(&existing, &database.source, &request.run_id)?;
+            tracing::info!(snapshot = %existing.identifier, status = %existing.status, "snapshot already made by this run");
+            Ok(created_snapshot(database.kind, existing, false))
+        };
+        if let Some(existing) = snapshots.find(&identifier).await? {
+            return adopt(existing);
+        }
+        let tags = vec![
+            (tags::MANAGED.to_owned(), tags::MANAGED_VALUE.to_owned()),
+            (tags::RUN.to_owned(), request.run_id.clone()),
+            (tags::SOURCE.to_owned(), database.source.clone()),
+        ];
+        match snapshots.create(&database.source, &identifier, tags).await? {
+            Some(made) => {
+                tracing::info!(snapshot = %made.identifier, source = %database.source, "snapshot started");
+                Ok(created_snapshot(database.kind, made, true))
+            }
+            // Another attempt of this run created it between our read and our create.
+            None => match snapshots.find(&identifier).await? {
+                Some(existing) => adopt(existing),
+                None => Err(Error::AwsTransient(format!(
+                    "snapshot `{identifier}` was reported as existing but cannot be read yet"
+                ))),
+            },
+        }
+    }
+
+    async fn status(&self, request: StatusRequest) -> Result<SnapshotStatus> {
+        let config = EnvironmentConfig::from_value(request.config)?;
+        let snapshots = self.snapshots(&config, request.snapshot.kind).await?;
+        let identifier = request.snapshot.identifier;
+        let snapshot = snapshots.find(&identifier).await?.ok_or_else(|| {
+            Error::SnapshotNotFound(format!(
+                "{} snapshot `{identifier}` does not exist",
+                request.snapshot.kind
+            ))
+        })?;
+        if matches!(snapshot.status.as_str(), "failed" | "error" | "deleting") {
+            return Err(Error::SnapshotFailed(format!(
+                "snapshot `{identifier}` is `{}`; it will not become available",
+                snapshot.status
+            )));
+        }
+        let available = snapshot.status == "available";
+        Ok(SnapshotStatus {
+            identifier,
+            progress: if available { 100 } else { snapshot.progress.unwrap_or(0) },
+            available,
+            status: snapshot.status,
+        })
+    }
+
+    async fn prune(&self, request: PruneRequest) -> Result<Value> {
+        let config = EnvironmentConfig::from_value(request.config)?;
+        let database = config.require_database()?;
+        let snapshots = self.snapshots(&config, database.kind).await?;
+        let all = snapshots.list_manual(&database.source).await?;
+        let (kept, doomed) =
+            select_for_pruning(&all, &database.source, config.retention.keep_snapshots as usize);
+        // Check every deletion first, so a violation stops the whole prune before
+        // anything is deleted.
+        for snapshot in &doomed {
+            guard::ensure_managed(&snapshot.identifier, &snapshot.tags)?;
+        }
+        let mut deleted = Vec::new();
+        for snapshot in doomed {
+            snapshots.delete(&snapshot.identifier).await?;
+            tracing::info!(snapshot = %snapshot.identifier, "pruned snapshot");
+            deleted.push(snapshot.identifier.clone());
+        }
+        let kept: Vec<_> = kept.iter().map(|s| s.identifier.clone()).collect();
+        Ok(json!({ "kept": kept, "deleted": deleted }))
+    }
+}
+
+fn to_json(value: impl Serialize) -> Result<Value> {
+    Ok(serde_json::to_value(value).expect("responses serialize"))
+}
+
+fn created_snapshot(kind: DatabaseKind, snapshot: SnapshotSummary, created: bool) -> CreatedSnapshot {
+    CreatedSnapshot {
+        kind,
+        identifier: snapshot.identifier,
+        arn: snapshot.arn,
+        source: snapshot.source,
+        status: snapshot.status,
+        created,
+    }
+}
+
+/// Run ids become a tag value (at most 256 characters) and the snapshot name.
+fn check_run_id(run_id: &str) -> Result<()> {
+    if run_id.trim().is_empty() || run_id.len() > 256 {
+        return Err(Error::InvalidInput(
+            "invalid input at `run_id`: must be 1-256 characters (the execution name)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// A snapshot under our derived identifier is adopted only if this run made it;
+/// anything else under that name is someone else's and is left alone.
+fn ensure_made_by_this_run(snapshot: &SnapshotSummary, source: &str, run_id: &str) -> Result<()> {
+    let ours = tag_value(&snapshot.tags, tags::MANAGED) == Some(tags::MANAGED_VALUE)
+        && tag_value(&snapshot.tags, tags::RUN) == Some(run_id)
+        && snapshot.source == source;
+    if ours {
+        Ok(())
+    } else {
+        Err(Error::SnapshotConflict(format!(
+            "snapshot `{}` already exists and was not made by run `{run_id}` from `{source}`; it is left untouched",
+            snapshot.identifier
+        )))
+    }
+}

@@ -1,0 +1,153 @@
+//! One error vocabulary for the whole suite. Each variant's name is the
+//! `errorType` a function returns and the name a state machine's `Retry` or
+//! `Catch` matches on, so the names are a public contract.
+
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use lambda_runtime::Diagnostic;
+
+/// Result with the suite's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Every way an understudy function can fail. The message names the field,
+/// resource or AWS call involved and never contains a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum Error {
+    /// The request is malformed: unknown action, unknown or missing field, bad value.
+    #[error("{0}")]
+    InvalidInput(String),
+    /// The production database to snapshot does not exist.
+    #[error("{0}")]
+    SourceNotFound(String),
+    /// A snapshot the request names does not exist (any more).
+    #[error("{0}")]
+    SnapshotNotFound(String),
+    /// AWS reports the snapshot as failed; waiting longer will not help.
+    #[error("{0}")]
+    SnapshotFailed(String),
+    /// The identifier understudy derived is taken by a snapshot it must not adopt.
+    #[error("{0}")]
+    SnapshotConflict(String),
+    /// The request would modify something understudy may not touch.
+    #[error("{0}")]
+    GuardRailViolation(String),
+    /// AWS refused the caller (missing permission, role not assumable).
+    #[error("{0}")]
+    AccessDenied(String),
+    /// AWS throttled the request; retry with backoff.
+    #[error("{0}")]
+    Throttled(String),
+    /// A transient AWS or network failure (5xx, timeout, connection reset); retry.
+    #[error("{0}")]
+    AwsTransient(String),
+    /// Any other AWS error; not retried.
+    #[error("{0}")]
+    AwsRequestFailed(String),
+}
+
+impl Error {
+    /// The `errorType` names the state machines retry (with backoff). Every other
+    /// name is terminal and goes to a `Catch`.
+    pub const RETRYABLE: &'static [&'static str] = &["Throttled", "AwsTransient"];
+
+    /// The `errorType` of this error: the variant's name.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            Error::InvalidInput(_) => "InvalidInput",
+            Error::SourceNotFound(_) => "SourceNotFound",
+            Error::SnapshotNotFound(_) => "SnapshotNotFound",
+            Error::SnapshotFailed(_) => "SnapshotFailed",
+            Error::SnapshotConflict(_) => "SnapshotConflict",
+            Error::GuardRailViolation(_) => "GuardRailViolation",
+            Error::AccessDenied(_) => "AccessDenied",
+            Error::Throttled(_) => "Throttled",
+            Error::AwsTransient(_) => "AwsTransient",
+            Error::AwsRequestFailed(_) => "AwsRequestFailed",
+        }
+    }
+
+    /// Whether a state machine retries this error.
+    pub fn is_retryable(&self) -> bool {
+        Self::RETRYABLE.contains(&self.error_type())
+    }
+
+    /// Classifies a failed AWS call that the caller did not map to a more
+    /// specific variant (e.g. `DBClusterNotFoundFault` → [`Error::SourceNotFound`]).
+    /// `operation` names the call, e.g. `rds:CreateDBClusterSnapshot`.
+    pub fn from_sdk<E>(operation: &str, err: SdkError<E, HttpResponse>) -> Self
+    where
+        E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    {
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let detail = match (&code, err.message()) {
+            (Some(code), Some(message)) => format!("{code}: {message}"),
+            (Some(code), None) => code.clone(),
+            _ => DisplayErrorContext(&err).to_string(),
+        };
+        let message = format!("{operation} failed: {detail}");
+        match &err {
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) => return Error::AwsTransient(message),
+            SdkError::ResponseError(_) => return Error::AwsTransient(message),
+            _ => {}
+        }
+        match code.as_deref() {
+            Some(c) if is_throttling_code(c) => Error::Throttled(message),
+            Some(
+                "AccessDenied"
+                | "AccessDeniedException"
+                | "UnauthorizedOperation"
+                | "InvalidClientTokenId"
+                | "ExpiredToken"
+                | "KMSKeyNotAccessibleFault",
+            ) => Error::AccessDenied(message),
+            Some("InternalFailure" | "InternalError" | "ServiceUnavailable") => Error::AwsTransient(message),
+            _ if status.is_some_and(|s| s >= 500) => Error::AwsTransient(message),
+            _ => Error::AwsRequestFailed(message),
+        }
+    }
+}
+
+fn is_throttling_code(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling"
+            | "ThrottlingException"
+            | "ThrottledException"
+            | "RequestThrottledException"
+            | "TooManyRequestsException"
+            | "RequestLimitExceeded"
+            | "SlowDown"
+            | "PriorRequestNotComplete"
+            | "RequestThrottled"
+            | "BandwidthLimitExceeded"
+    )
+}
+
+impl From<Error> for Diagnostic {
+    fn from(error: Error) -> Self {
+        Diagnostic { error_type: error.error_type().to_owned(), error_message: error.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn diagnostic_carries_the_variant_name_as_error_type() {
+        let diagnostic: Diagnostic = Error::SourceNotFound("no cluster `x`".into()).into();
+        assert_eq!(diagnostic.error_type, "SourceNotFound");
+        assert_eq!(diagnostic.error_message, "no cluster `x`");
+    }
+
+    #[test]
+    fn only_throttling_and_transient_errors_are_retryable() {
+        assert!(Error::Throttled(String::new()).is_retryable());
+        assert!(Error::AwsTransient(String::new()).is_retryable());
+        assert!(!Error::GuardRailViolation(String::new()).is_retryable());
+        assert!(!Error::InvalidInput(String::new()).is_retryable());
+    }
+}

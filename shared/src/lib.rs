@@ -1,0 +1,15 @@
+//! What several understudy functions need, in one place: the request contract
+//! ([`request`]), the environment config document ([`config`]), the error
+//! vocabulary the state machines match on ([`error`]), the `understudy:` tag keys
+//! ([`tags`]), AWS clients built once per cold start ([`aws`]), the safety rules
+//! ([`guard`]) and the Lambda wiring every `main.rs` calls ([`runtime`]).
+
+pub mod aws;
+pub mod config;
+pub mod error;
+pub mod guard;
+pub mod request;
+pub mod runtime;
+pub mod tags;
+
+pub use error::{Error, Result};

@@ -1,0 +1,144 @@
+//! AWS clients for the emulated accounts: staging is moto's default account (the
+//! functions' own credentials), production a second account reached by
+//! `sts:AssumeRole`, exactly as the functions reach it.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_credential_types::Credentials;
+use serde_json::{json, Value};
+use understudy_shared::aws::AwsContext;
+use understudy_shared::config::ProductionAccount;
+
+use crate::LocalStack;
+
+/// Region of both emulated accounts.
+pub const REGION: &str = "us-east-1";
+/// moto's default account: the one the functions run in.
+pub const STAGING_ACCOUNT: &str = "123456789012";
+/// The emulated production account.
+pub const PRODUCTION_ACCOUNT: &str = "111111111111";
+/// The role understudy assumes in production.
+pub const PRODUCTION_ROLE_ARN: &str = "arn:aws:iam::111111111111:role/understudy-production";
+/// The external id the tests configure.
+pub const EXTERNAL_ID: &str = "understudy-local-external-id";
+
+/// Configs for both accounts of one stack.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    /// Acts in staging (moto's default account).
+    pub staging: SdkConfig,
+    /// Acts in production (assumed role).
+    pub production: SdkConfig,
+}
+
+impl Accounts {
+    /// Clients for `stack`'s emulator.
+    pub async fn new(stack: &LocalStack) -> Self {
+        let staging = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(REGION))
+            .endpoint_url(&stack.moto_endpoint)
+            .credentials_provider(Credentials::for_tests())
+            .load()
+            .await;
+        let production = AwsContext::new(staging.clone())
+            .production(&production_account())
+            .await
+            .expect("assume the production role in the emulator");
+        Self { staging, production }
+    }
+
+    /// RDS in production.
+    pub fn production_rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.production)
+    }
+
+    /// RDS in staging.
+    pub fn staging_rds(&self) -> aws_sdk_rds::Client {
+        aws_sdk_rds::Client::new(&self.staging)
+    }
+
+    /// Creates an Aurora PostgreSQL Serverless v2 cluster in production (seed 000's shape).
+    pub async fn seed_production_cluster(&self, identifier: &str) {
+        self.production_rds()
+            .create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine("aurora-postgresql")
+            .engine_version("15.4")
+            .master_username("prod_admin")
+            .master_user_password("production-password-1")
+            .storage_encrypted(true)
+            .serverless_v2_scaling_configuration(
+                aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder()
+                    .min_capacity(0.5)
+                    .max_capacity(4.0)
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("seed production cluster");
+    }
+
+    /// Creates a PostgreSQL RDS instance in production.
+    pub async fn seed_production_instance(&self, identifier: &str) {
+        self.production_rds()
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .engine("postgres")
+            .db_instance_class("db.t4g.micro")
+            .allocated_storage(20)
+            .master_username("prod_admin")
+            .master_user_password("production-password-1")
+            .send()
+            .await
+            .expect("seed production instance");
+    }
+}
+
+/// The production section of the config the tests use.
+pub fn production_account() -> ProductionAccount {
+    ProductionAccount {
+        account_id: PRODUCTION_ACCOUNT.into(),
+        region: Some(REGION.into()),
+        role_arn: Some(PRODUCTION_ROLE_ARN.into()),
+        external_id: Some(EXTERNAL_ID.into()),
+    }
+}
+
+/// A complete config document for a database of `kind` named `source`.
+pub fn config_for(kind: &str, source: &str) -> Value {
+    json!({
+        "environment": "staging",
+        "production": {
+            "account_id": PRODUCTION_ACCOUNT,
+            "region": REGION,
+            "role_arn": PRODUCTION_ROLE_ARN,
+            "external_id": EXTERNAL_ID
+        },
+        "staging": {"account_id": STAGING_ACCOUNT, "region": REGION},
+        "database": {"kind": kind, "source": source},
+        "poll": {"snapshot_seconds": 1},
+        "retention": {"keep_snapshots": 3}
+    })
+}
+
+/// The definition substitutions a deployed stack would supply, for the local
+/// accounts (function ARNs point at the invoke host's functions).
+pub fn deployed_defaults(kind: &str, source: &str, poll_seconds: u32) -> Vec<(String, String)> {
+    let pairs = [
+        ("SnapshotFunctionArn", format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:snapshot")),
+        ("EnvironmentName", "staging".into()),
+        ("ProductionAccountId", PRODUCTION_ACCOUNT.into()),
+        ("ProductionRegion", REGION.into()),
+        ("ProductionRoleArn", PRODUCTION_ROLE_ARN.into()),
+        ("ProductionExternalId", EXTERNAL_ID.into()),
+        ("StagingAccountId", STAGING_ACCOUNT.into()),
+        ("StagingRegion", REGION.into()),
+        ("DatabaseKind", kind.into()),
+        ("DatabaseSource", source.into()),
+        ("DatabaseTarget", String::new()),
+        ("StagingTagKey", "understudy:environment".into()),
+        ("StagingTagValue", "staging".into()),
+        ("SnapshotPollSeconds", poll_seconds.to_string()),
+        ("SnapshotsToKeep", "3".into()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}

@@ -1,0 +1,86 @@
+//! Invoking a function through the local Lambda Invoke API host, over HTTP, as
+//! the AWS Lambda `Invoke` API is called.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use serde_json::Value;
+
+use crate::LocalStack;
+
+/// What the Invoke API answered.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    /// HTTP status (200 for both success and function errors, as on AWS).
+    pub status: u16,
+    /// `X-Amz-Function-Error`, set when the function failed.
+    pub function_error: Option<String>,
+    /// The payload: the function's result, or `{"errorType", "errorMessage"}`.
+    pub payload: Value,
+}
+
+impl Invocation {
+    /// The `errorType` of a failed invocation.
+    pub fn error_type(&self) -> Option<&str> {
+        self.function_error.as_ref().and(self.payload.get("errorType")).and_then(Value::as_str)
+    }
+
+    /// The `errorMessage` of a failed invocation.
+    pub fn error_message(&self) -> &str {
+        self.payload.get("errorMessage").and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// The payload of a successful invocation; panics with the error otherwise.
+    pub fn ok(self) -> Value {
+        assert!(
+            self.status == 200 && self.function_error.is_none(),
+            "invocation failed: {} {:?} {}",
+            self.status,
+            self.function_error,
+            self.payload
+        );
+        self.payload
+    }
+}
+
+impl LocalStack {
+    /// `POST /2015-03-31/functions/{function}/invocations` with `payload`.
+    pub fn invoke(&self, function: &str, payload: &Value) -> Invocation {
+        self.post(&format!("/2015-03-31/functions/{function}/invocations"), payload)
+    }
+
+    /// Sets for how many polls transitions started from now on are held.
+    pub fn set_slow_polls(&self, polls: u32) {
+        let answer = self.post("/understudy/slow-polls", &serde_json::json!({ "polls": polls }));
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+
+    /// A JSON POST to the invoke host, answered by one HTTP/1.1 response.
+    fn post(&self, path: &str, payload: &Value) -> Invocation {
+        let authority = self.invoke_endpoint.trim_start_matches("http://").trim_end_matches('/');
+        let body = payload.to_string();
+        let request = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let mut stream = TcpStream::connect(authority).expect("connect to the invoke host");
+        stream.write_all(request.as_bytes()).expect("send the invocation");
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).expect("read the invocation's answer");
+        let response = String::from_utf8(response).expect("UTF-8 answer");
+        let (head, body) = response.split_once("\r\n\r\n").expect("HTTP answer with headers");
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("HTTP status line");
+        let function_error = lines
+            .filter_map(|l| l.split_once(':'))
+            .find(|(name, _)| name.trim().eq_ignore_ascii_case("x-amz-function-error"))
+            .map(|(_, value)| value.trim().to_owned());
+        let payload = serde_json::from_str(body).unwrap_or_else(|_| Value::String(body.to_owned()));
+        Invocation { status, function_error, payload }
+    }
+}

@@ -1,0 +1,183 @@
+//! Creating state machines from `statemachines/*.asl.json` (with the definition
+//! substitutions SAM would apply) and running them in moto's engine.
+
+use std::time::{Duration, Instant};
+
+use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
+use serde_json::Value;
+
+use crate::accounts::STAGING_ACCOUNT;
+use crate::workspace_root;
+
+/// Step Functions in the staging account.
+#[derive(Debug, Clone)]
+pub struct StateMachines {
+    sfn: aws_sdk_sfn::Client,
+}
+
+/// One history event, reduced to what tests and the demo read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The event type, e.g. `TaskStateEntered`, `TaskFailed`, `ExecutionSucceeded`.
+    pub kind: String,
+    /// The state the event belongs to (the last state entered).
+    pub state: Option<String>,
+    /// Error name of a failure event.
+    pub error: Option<String>,
+    /// Cause of a failure event.
+    pub cause: Option<String>,
+}
+
+/// A started execution.
+#[derive(Debug, Clone)]
+pub struct Execution {
+    sfn: aws_sdk_sfn::Client,
+    /// Its ARN.
+    pub arn: String,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// `SUCCEEDED`, `FAILED`, `TIMED_OUT`, `ABORTED`.
+    pub status: String,
+    /// The output of a succeeded execution.
+    pub output: Option<Value>,
+    /// The error name of a failed one.
+    pub error: Option<String>,
+    /// The cause of a failed one.
+    pub cause: Option<String>,
+    /// The whole history.
+    pub events: Vec<Event>,
+}
+
+impl Outcome {
+    /// How many times `state` was entered.
+    pub fn times_entered(&self, state: &str) -> usize {
+        self.events
+            .iter()
+            .filter(|e| e.kind.ends_with("StateEntered") && e.state.as_deref() == Some(state))
+            .count()
+    }
+
+    /// Error names of the failure events in the history.
+    pub fn failure_errors(&self) -> Vec<String> {
+        self.events.iter().filter(|e| e.kind.ends_with("Failed")).filter_map(|e| e.error.clone()).collect()
+    }
+}
+
+impl StateMachines {
+    /// Step Functions of the emulated staging account.
+    pub fn new(staging: &aws_config::SdkConfig) -> Self {
+        Self { sfn: aws_sdk_sfn::Client::new(staging) }
+    }
+
+    /// Creates `statemachines/<file>` as `name`, with `${Name}` placeholders
+    /// replaced as SAM's `DefinitionSubstitutions` would. Returns the ARN.
+    pub async fn create(&self, name: &str, file: &str, substitutions: &[(String, String)]) -> String {
+        let path = workspace_root().join("statemachines").join(file);
+        let mut definition =
+            std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        for (key, value) in substitutions {
+            definition = definition.replace(&format!("${{{key}}}"), value);
+        }
+        if let Some(at) = definition.find("${") {
+            panic!("{file}: no substitution for {}", &definition[at..definition.len().min(at + 40)]);
+        }
+        self.sfn
+            .create_state_machine()
+            .name(name)
+            .definition(definition)
+            .role_arn(format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-state-machines"))
+            .send()
+            .await
+            .expect("create state machine")
+            .state_machine_arn
+    }
+
+    /// Starts a named execution (moto reuses the name `None` for unnamed ones).
+    pub async fn start(&self, state_machine_arn: &str, name: &str, input: &Value) -> Execution {
+        let arn = self
+            .sfn
+            .start_execution()
+            .state_machine_arn(state_machine_arn)
+            .name(name)
+            .input(input.to_string())
+            .send()
+            .await
+            .expect("start execution")
+            .execution_arn;
+        Execution { sfn: self.sfn.clone(), arn }
+    }
+}
+
+impl Execution {
+    /// Waits (up to `timeout`) for the execution to end, calling `on_event` for
+    /// each history event as it appears.
+    pub async fn watch(&self, timeout: Duration, mut on_event: impl FnMut(&Event)) -> Outcome {
+        let deadline = Instant::now() + timeout;
+        let mut seen = 0;
+        loop {
+            let described = self
+                .sfn
+                .describe_execution()
+                .execution_arn(&self.arn)
+                .send()
+                .await
+                .expect("describe execution");
+            let events = self.history().await;
+            for event in &events[seen..] {
+                on_event(event);
+            }
+            seen = events.len();
+            if described.status != ExecutionStatus::Running {
+                return Outcome {
+                    status: described.status.as_str().to_owned(),
+                    output: described.output.as_deref().and_then(|o| serde_json::from_str(o).ok()),
+                    error: described.error,
+                    cause: described.cause,
+                    events,
+                };
+            }
+            assert!(Instant::now() < deadline, "execution {} still running after {timeout:?}", self.arn);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for the end without watching.
+    pub async fn finish(&self, timeout: Duration) -> Outcome {
+        self.watch(timeout, |_| {}).await
+    }
+
+    /// The execution's history so far, oldest first.
+    pub async fn history(&self) -> Vec<Event> {
+        let mut raw = Vec::new();
+        let mut pages = self.sfn.get_execution_history().execution_arn(&self.arn).into_paginator().send();
+        while let Some(page) = pages.next().await {
+            raw.extend(page.expect("get execution history").events);
+        }
+        let mut state = None;
+        raw.iter().map(|event| simplify(event, &mut state)).collect()
+    }
+}
+
+fn simplify(event: &HistoryEvent, current_state: &mut Option<String>) -> Event {
+    if let Some(entered) = event.state_entered_event_details() {
+        *current_state = Some(entered.name().to_owned());
+    }
+    let (error, cause) = if let Some(d) = event.task_failed_event_details() {
+        (d.error(), d.cause())
+    } else if let Some(d) = event.execution_failed_event_details() {
+        (d.error(), d.cause())
+    } else if let Some(d) = event.lambda_function_failed_event_details() {
+        (d.error(), d.cause())
+    } else {
+        (None, None)
+    };
+    Event {
+        kind: event.r#type().as_str().to_owned(),
+        state: current_state.clone(),
+        error: error.map(str::to_owned),
+        cause: cause.map(str::to_owned),
+    }
+}

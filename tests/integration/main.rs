@@ -1,0 +1,7 @@
+//! Integration tests: the real function binaries against moto over HTTP, the real
+//! state machines in moto's engine, and the contracts that tie them together.
+//! One binary (each extra one links the AWS SDK again).
+
+mod contracts;
+mod snapshot_function;
+mod snapshot_state_machine;
