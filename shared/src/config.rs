@@ -18,7 +18,7 @@ use crate::request::parse_at_path;
 use crate::{tags, Error, Result};
 
 /// The whole document. Unknown fields are refused, so a typo is an error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentConfig {
     /// Name of the environment understudy keeps (used in names and events).
@@ -107,7 +107,7 @@ impl fmt::Display for DatabaseKind {
 }
 
 /// The production database and its staging counterpart.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Cluster or instance.
@@ -117,6 +117,136 @@ pub struct DatabaseConfig {
     /// Identifier of the staging database that a refresh replaces.
     #[serde(default, deserialize_with = "empty_as_none")]
     pub target: Option<String>,
+    /// Customer-managed KMS key in production (full ARN) that a snapshot encrypted
+    /// with the AWS-managed `aws/rds` key is re-encrypted with before it is
+    /// shared: another account can never use `aws/rds`. Its key policy must let
+    /// the staging account use it.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub share_kms_key_arn: Option<String>,
+    /// Staging's KMS key for the staging copy and the restored database; default
+    /// staging's `alias/aws/rds`.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub staging_kms_key_id: Option<String>,
+    /// Staging's own settings for the restored database.
+    #[serde(default)]
+    pub restore: RestoreSettings,
+    /// Where staging's own master password comes from.
+    #[serde(default)]
+    pub password: PasswordSource,
+    /// How the replaced staging database is deleted.
+    #[serde(default)]
+    pub retire: RetireSettings,
+}
+
+impl DatabaseConfig {
+    /// The staging identifier, or an error naming the field when a refresh needs it.
+    pub fn require_target(&self) -> Result<&str> {
+        self.target
+            .as_deref()
+            .ok_or_else(|| invalid("config.database.target", "is required for a refresh".into()))
+    }
+
+    /// What a refresh needs beyond a snapshot: a target that is not the source,
+    /// exactly one password source, a sane capacity range.
+    pub fn check_refresh(&self) -> Result<()> {
+        let target = self.require_target()?;
+        if target == self.source {
+            return Err(Error::GuardRailViolation(format!(
+                "config.database.target `{target}` is the source database; a refresh never replaces its source"
+            )));
+        }
+        match (&self.password.secret_arn, self.password.managed) {
+            (Some(_), true) => {
+                return Err(invalid("config.database.password", "give either secret_arn or managed: true, not both".into()))
+            }
+            (None, false) => {
+                return Err(invalid(
+                    "config.database.password",
+                    "staging needs its own master password (production's must never work on staging): set secret_arn or managed: true".into(),
+                ))
+            }
+            _ => {}
+        }
+        if let (Some(min), Some(max)) = (self.restore.min_capacity, self.restore.max_capacity) {
+            if min > max {
+                return Err(invalid(
+                    "config.database.restore.min_capacity",
+                    format!("{min} is above max_capacity {max}"),
+                ));
+            }
+        }
+        if self.restore.instances == Some(0) && self.kind == DatabaseKind::Cluster {
+            return Err(invalid(
+                "config.database.restore.instances",
+                "a restored cluster needs at least 1 instance".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Staging's own settings for a restored database; unset fields take the
+/// snapshot's (or AWS's) defaults.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreSettings {
+    /// DB subnet group in staging's VPC.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub subnet_group: Option<String>,
+    /// VPC security groups (a list, or one comma-separated string).
+    #[serde(default, deserialize_with = "list_or_comma_separated")]
+    pub security_group_ids: Vec<String>,
+    /// Cluster parameter group (clusters).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub cluster_parameter_group: Option<String>,
+    /// DB parameter group (instances, and a cluster's instances).
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub parameter_group: Option<String>,
+    /// Instance class; for a cluster's instances default `db.serverless`, for an
+    /// instance default the snapshot's.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub instance_class: Option<String>,
+    /// Instances to create in a restored cluster (default 1).
+    #[serde(default, deserialize_with = "optional_number")]
+    pub instances: Option<u32>,
+    /// Aurora Serverless v2 minimum capacity (ACU).
+    #[serde(default, deserialize_with = "optional_float")]
+    pub min_capacity: Option<f64>,
+    /// Aurora Serverless v2 maximum capacity (ACU).
+    #[serde(default, deserialize_with = "optional_float")]
+    pub max_capacity: Option<f64>,
+    /// Engine version; default the snapshot's.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub engine_version: Option<String>,
+    /// Deletion protection on the restored database (default false).
+    #[serde(default, deserialize_with = "flag")]
+    pub deletion_protection: bool,
+}
+
+/// Where staging's master password comes from: a Secrets Manager secret (its
+/// `password` field, or the whole string), or RDS-managed (`managed: true`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordSource {
+    /// ARN of the secret holding staging's password.
+    #[serde(default, deserialize_with = "empty_as_none")]
+    pub secret_arn: Option<String>,
+    /// Let RDS manage the master password in Secrets Manager instead.
+    #[serde(default, deserialize_with = "flag")]
+    pub managed: bool,
+}
+
+/// How a replaced staging database is deleted.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetireSettings {
+    /// Take a final snapshot before deleting (default false).
+    #[serde(default, deserialize_with = "flag")]
+    pub final_snapshot: bool,
+    /// Turn deletion protection off to delete it (default false: a protected
+    /// database is left in place and the refresh fails with GuardRailViolation).
+    #[serde(default, deserialize_with = "flag")]
+    pub disable_deletion_protection: bool,
 }
 
 /// One production bucket (and prefix) mirrored into a staging bucket.
@@ -154,14 +284,17 @@ impl Default for TagSelector {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollIntervals {
-    /// Between snapshot status checks (default 30).
+    /// Between snapshot and snapshot-copy status checks (default 30).
     #[serde(default = "default_snapshot_poll", deserialize_with = "number_or_numeric_string")]
     pub snapshot_seconds: u32,
+    /// Between database status checks: restore, rename, start (default 30).
+    #[serde(default = "default_snapshot_poll", deserialize_with = "number_or_numeric_string")]
+    pub database_seconds: u32,
 }
 
 impl Default for PollIntervals {
     fn default() -> Self {
-        Self { snapshot_seconds: default_snapshot_poll() }
+        Self { snapshot_seconds: default_snapshot_poll(), database_seconds: default_snapshot_poll() }
     }
 }
 
@@ -202,6 +335,58 @@ fn number_or_numeric_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -
             serde::de::Error::custom(format!("expected a whole number of at least 0, got `{s}`"))
         }),
     }
+}
+
+fn optional_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<u32>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    match value {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(v) => number_or_numeric_string(v).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+fn optional_float<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    match Option::<Value>::deserialize(deserializer)? {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => Ok(n.as_f64()),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("expected a number, got `{s}`"))),
+        Some(other) => Err(serde::de::Error::custom(format!("expected a number, got {other}"))),
+    }
+}
+
+/// `true`/`false`, also as the strings a definition substitution produces.
+fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    match Value::deserialize(deserializer)? {
+        Value::Bool(b) => Ok(b),
+        Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
+        Value::String(s) if s.eq_ignore_ascii_case("false") || s.is_empty() => Ok(false),
+        other => Err(serde::de::Error::custom(format!("expected true or false, got {other}"))),
+    }
+}
+
+/// A list of strings, or one comma-separated string (a SAM `CommaDelimitedList`
+/// substituted into a definition).
+fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrString {
+        List(Vec<String>),
+        String(String),
+    }
+    Ok(match ListOrString::deserialize(deserializer)? {
+        ListOrString::List(list) => list,
+        ListOrString::String(s) => {
+            s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+        }
+    })
 }
 
 fn default_environment() -> String {

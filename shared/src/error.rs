@@ -36,6 +36,20 @@ pub enum Error {
     /// AWS refused the caller (missing permission, role not assumable).
     #[error("{0}")]
     AccessDenied(String),
+    /// The KMS key of a snapshot or database cannot be used by the caller (e.g.
+    /// another account's AWS-managed `aws/rds` key).
+    #[error("{0}")]
+    KmsKeyNotAccessible(String),
+    /// An AWS quota (e.g. manual snapshots per region) is exhausted.
+    #[error("{0}")]
+    QuotaExceeded(String),
+    /// A staging database the request names does not exist.
+    #[error("{0}")]
+    DatabaseNotFound(String),
+    /// The resource is in a state that does not allow the call yet (a database
+    /// still modifying or renaming, a name not yet released); retry.
+    #[error("{0}")]
+    ResourceBusy(String),
     /// AWS throttled the request; retry with backoff.
     #[error("{0}")]
     Throttled(String),
@@ -50,7 +64,7 @@ pub enum Error {
 impl Error {
     /// The `errorType` names the state machines retry (with backoff). Every other
     /// name is terminal and goes to a `Catch`.
-    pub const RETRYABLE: &'static [&'static str] = &["Throttled", "AwsTransient"];
+    pub const RETRYABLE: &'static [&'static str] = &["Throttled", "AwsTransient", "ResourceBusy"];
 
     /// The `errorType` of this error: the variant's name.
     pub fn error_type(&self) -> &'static str {
@@ -62,6 +76,10 @@ impl Error {
             Error::SnapshotConflict(_) => "SnapshotConflict",
             Error::GuardRailViolation(_) => "GuardRailViolation",
             Error::AccessDenied(_) => "AccessDenied",
+            Error::KmsKeyNotAccessible(_) => "KmsKeyNotAccessible",
+            Error::QuotaExceeded(_) => "QuotaExceeded",
+            Error::DatabaseNotFound(_) => "DatabaseNotFound",
+            Error::ResourceBusy(_) => "ResourceBusy",
             Error::Throttled(_) => "Throttled",
             Error::AwsTransient(_) => "AwsTransient",
             Error::AwsRequestFailed(_) => "AwsRequestFailed",
@@ -100,9 +118,18 @@ impl Error {
                 | "AccessDeniedException"
                 | "UnauthorizedOperation"
                 | "InvalidClientTokenId"
-                | "ExpiredToken"
-                | "KMSKeyNotAccessibleFault",
+                | "ExpiredToken",
             ) => Error::AccessDenied(message),
+            Some("KMSKeyNotAccessibleFault" | "KMSKeyNotAccessible") => Error::KmsKeyNotAccessible(message),
+            Some(
+                "InvalidDBClusterStateFault"
+                | "InvalidDBInstanceState"
+                | "InvalidDBInstanceStateFault"
+                | "InvalidDBClusterSnapshotStateFault"
+                | "InvalidDBSnapshotState"
+                | "InvalidDBSnapshotStateFault",
+            ) => Error::ResourceBusy(message),
+            Some(c) if c.contains("QuotaExceeded") => Error::QuotaExceeded(message),
             Some("InternalFailure" | "InternalError" | "ServiceUnavailable") => Error::AwsTransient(message),
             _ if status.is_some_and(|s| s >= 500) => Error::AwsTransient(message),
             _ => Error::AwsRequestFailed(message),

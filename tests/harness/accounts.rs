@@ -93,6 +93,97 @@ impl Accounts {
     }
 }
 
+/// What a refresh test seeds: production's share key and staging's password secret.
+#[derive(Debug, Clone)]
+pub struct RefreshWorld {
+    /// Customer-managed key in production that aws/rds snapshots are re-encrypted with.
+    pub share_key_arn: String,
+    /// Secret in staging with staging's master password.
+    pub password_secret_arn: String,
+    /// Staging's database security group.
+    pub security_group_id: String,
+}
+
+/// The password staging's secret holds.
+pub const STAGING_PASSWORD: &str = "staging-password-2";
+/// The password the production database was created with.
+pub const PRODUCTION_PASSWORD: &str = "production-password-1";
+/// Staging's DB subnet group.
+pub const STAGING_SUBNET_GROUP: &str = "staging-db-subnets";
+
+impl Accounts {
+    /// Production's share key (customer-managed) and staging's subnet group and
+    /// password secret.
+    pub async fn seed_refresh_world(&self, stack: &LocalStack) -> RefreshWorld {
+        let network = stack.seed_staging_network(STAGING_SUBNET_GROUP);
+        let key = aws_sdk_kms::Client::new(&self.production)
+            .create_key()
+            .description("understudy share key")
+            .send()
+            .await
+            .expect("create the share key");
+        let share_key_arn = key.key_metadata().and_then(|m| m.arn()).expect("key ARN").to_owned();
+        let secret = aws_sdk_secretsmanager::Client::new(&self.staging)
+            .create_secret()
+            .name("staging/database-master")
+            .secret_string(json!({"username": "staging_admin", "password": STAGING_PASSWORD}).to_string())
+            .send()
+            .await
+            .expect("create staging's password secret");
+        RefreshWorld {
+            share_key_arn,
+            password_secret_arn: secret.arn().expect("secret ARN").to_owned(),
+            security_group_id: network["security_group_id"].as_str().expect("security group").to_owned(),
+        }
+    }
+
+    /// Creates the live staging Aurora cluster `identifier` with one instance,
+    /// tagged with `tags` (e.g. the staging tag).
+    pub async fn seed_staging_cluster(&self, identifier: &str, tags: &[(&str, &str)]) {
+        let rds = self.staging_rds();
+        let tags: Vec<_> =
+            tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect();
+        rds.create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine("aurora-postgresql")
+            .engine_version("15.4")
+            .master_username("staging_admin")
+            .master_user_password("old-staging-password")
+            .set_tags(Some(tags.clone()))
+            .send()
+            .await
+            .expect("seed staging cluster");
+        rds.create_db_instance()
+            .db_instance_identifier(format!("{identifier}-1"))
+            .db_cluster_identifier(identifier)
+            .engine("aurora-postgresql")
+            .db_instance_class("db.serverless")
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .expect("seed staging cluster instance");
+    }
+
+    /// Creates an RDS PostgreSQL instance `identifier` in the functions' own
+    /// account, tagged with `tags`.
+    pub async fn seed_staging_instance(&self, identifier: &str, tags: &[(&str, &str)]) {
+        let tags: Vec<_> =
+            tags.iter().map(|(k, v)| aws_sdk_rds::types::Tag::builder().key(*k).value(*v).build()).collect();
+        self.staging_rds()
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .engine("postgres")
+            .db_instance_class("db.t4g.micro")
+            .allocated_storage(20)
+            .master_username("staging_admin")
+            .master_user_password("old-staging-password")
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .expect("seed staging instance");
+    }
+}
+
 /// The production section of the config the tests use.
 pub fn production_account() -> ProductionAccount {
     ProductionAccount {
@@ -123,8 +214,11 @@ pub fn config_for(kind: &str, source: &str) -> Value {
 /// The definition substitutions a deployed stack would supply, for the local
 /// accounts (function ARNs point at the invoke host's functions).
 pub fn deployed_defaults(kind: &str, source: &str, poll_seconds: u32) -> Vec<(String, String)> {
+    let function = |name: &str| format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:{name}");
     let pairs = [
-        ("SnapshotFunctionArn", format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:snapshot")),
+        ("SnapshotFunctionArn", function("snapshot")),
+        ("ShareFunctionArn", function("share")),
+        ("RestoreFunctionArn", function("restore")),
         ("EnvironmentName", "staging".into()),
         ("ProductionAccountId", PRODUCTION_ACCOUNT.into()),
         ("ProductionRegion", REGION.into()),
@@ -139,6 +233,48 @@ pub fn deployed_defaults(kind: &str, source: &str, poll_seconds: u32) -> Vec<(St
         ("StagingTagValue", "staging".into()),
         ("SnapshotPollSeconds", poll_seconds.to_string()),
         ("SnapshotsToKeep", "3".into()),
+        ("DatabasePollSeconds", poll_seconds.to_string()),
+        ("DatabaseShareKmsKeyArn", String::new()),
+        ("DatabaseStagingKmsKeyId", String::new()),
+        ("DatabaseSubnetGroup", String::new()),
+        ("DatabaseSecurityGroupIds", String::new()),
+        ("DatabaseClusterParameterGroup", String::new()),
+        ("DatabaseParameterGroup", String::new()),
+        ("DatabaseInstanceClass", String::new()),
+        ("DatabaseInstances", "1".into()),
+        ("DatabaseMinCapacity", String::new()),
+        ("DatabaseMaxCapacity", String::new()),
+        ("DatabaseEngineVersion", String::new()),
+        ("DatabaseDeletionProtection", "false".into()),
+        ("DatabasePasswordSecretArn", String::new()),
+        ("DatabaseManagedPassword", "false".into()),
+        ("DatabaseRetireFinalSnapshot", "false".into()),
+        ("DatabaseRetireDisableDeletionProtection", "false".into()),
     ];
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// The substitutions of a stack deployed for seed 000's shape: a cross-account
+/// refresh of `source` into `target` with staging's subnet group, security
+/// group, 0.5-1 ACU and password secret.
+pub fn refresh_defaults(
+    kind: &str,
+    source: &str,
+    target: &str,
+    world: &RefreshWorld,
+) -> Vec<(String, String)> {
+    let mut pairs = deployed_defaults(kind, source, 1);
+    let overrides = [
+        ("DatabaseTarget", target.to_owned()),
+        ("DatabaseShareKmsKeyArn", world.share_key_arn.clone()),
+        ("DatabaseSubnetGroup", STAGING_SUBNET_GROUP.to_owned()),
+        ("DatabaseSecurityGroupIds", world.security_group_id.clone()),
+        ("DatabaseMinCapacity", "0.5".to_owned()),
+        ("DatabaseMaxCapacity", "1".to_owned()),
+        ("DatabasePasswordSecretArn", world.password_secret_arn.clone()),
+    ];
+    for (key, value) in overrides {
+        pairs.iter_mut().find(|(k, _)| k == key).expect("known substitution").1 = value;
+    }
+    pairs
 }

@@ -55,12 +55,49 @@ impl LocalStack {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
 
+    /// Whether `username`/`password` opens staging's database `identifier`
+    /// (the emulator compares with what it stores; a test-only endpoint).
+    pub fn password_works(&self, kind: &str, identifier: &str, username: &str, password: &str) -> bool {
+        let answer = self.post(
+            "/understudy/rds/check-password",
+            &serde_json::json!({"kind": kind, "identifier": identifier, "username": username, "password": password}),
+        );
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.payload["ok"] == true
+    }
+
+    /// Creates staging's VPC, subnets, security group and DB subnet group
+    /// (answers their ids), through a test-fixture endpoint of the stack.
+    pub fn seed_staging_network(&self, subnet_group: &str) -> Value {
+        let answer =
+            self.post("/understudy/seed/network", &serde_json::json!({ "subnet_group": subnet_group }));
+        assert_eq!(answer.status, 200, "{answer:?}");
+        answer.payload
+    }
+
+    /// Makes the emulator fail a chosen AWS call (see `tests/local/stack.py`).
+    pub fn inject_fault(&self, fault: &Value) {
+        let answer = self.post("/understudy/faults", fault);
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+
+    /// Every AWS request the emulator received since the last call, then forgets them.
+    pub fn take_requests(&self) -> Vec<Value> {
+        let answer = self.request("GET", "/understudy/requests", None);
+        self.request("DELETE", "/understudy/requests", None);
+        answer.payload["requests"].as_array().cloned().unwrap_or_default()
+    }
+
     /// A JSON POST to the invoke host, answered by one HTTP/1.1 response.
     fn post(&self, path: &str, payload: &Value) -> Invocation {
+        self.request("POST", path, Some(payload))
+    }
+
+    fn request(&self, method: &str, path: &str, payload: Option<&Value>) -> Invocation {
         let authority = self.invoke_endpoint.trim_start_matches("http://").trim_end_matches('/');
-        let body = payload.to_string();
+        let body = payload.map(Value::to_string).unwrap_or_default();
         let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {authority}\r\n\
              Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );

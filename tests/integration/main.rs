@@ -3,5 +3,6 @@
 //! One binary (each extra one links the AWS SDK again).
 
 mod contracts;
+mod refresh_state_machine;
 mod snapshot_function;
 mod snapshot_state_machine;

@@ -43,7 +43,90 @@ What runs:
   desiredCount, ...) for N describe calls before the final one, so wait loops are
   really exercised. `--slow-polls 0` makes them instant; at run time
   `POST /understudy/slow-polls {"polls": N}` on the invoke host changes N for
-  transitions started afterwards (GET reads it).
+  transitions started afterwards (GET reads it). Renames (`renaming`) use the same N.
+- **Fidelity patches** (rds_fidelity.py): moto 5.2.5 is laxer than AWS where the
+  refresh depends on AWS's rules; these patches make it as strict as AWS, never looser:
+  - A Copy*/Restore* source may be another account's snapshot, named by its ARN, once
+    that account shared it (`restore` attribute with the caller's account id or
+    `all`); otherwise, and for another account's snapshot named without its ARN,
+    DBClusterSnapshotNotFoundFault / DBSnapshotNotFound. The copy or restore carries
+    the snapshot's engine, engine version, master user, password and encryption into
+    the caller's account. (moto looked every ARN up in the caller's own account.)
+  - StorageEncrypted without KmsKeyId encrypts with the account's AWS-managed
+    `alias/aws/rds` key, created on first use with `KeyManager: AWS` (kms:DescribeKey
+    shows it); snapshots inherit the key. A KmsKeyId (key id, key ARN, alias, alias
+    ARN; another account's key ARN too) is stored as its key ARN and encrypts; one
+    that does not exist, is disabled, or is another account's AWS-managed key is
+    KMSKeyNotAccessibleFault (moto: a 500 for a missing alias).
+  - Another account's snapshot encrypted with its AWS-managed key (aws/rds) can be
+    shared, but its copy or restore fails with KMSKeyNotAccessibleFault. Copying an
+    encrypted snapshot shared from another account needs a KmsKeyId
+    (InvalidParameterValue without one); a KmsKeyId on the copy of an unencrypted
+    cluster snapshot is InvalidParameterCombination.
+  - Cluster identifiers (create, restore, rename) and new instance identifiers follow
+    AWS's rule: 1 to 63 letters, digits or hyphens, a letter first, no trailing or
+    double hyphen (InvalidParameterValue). A cluster cannot be created or restored
+    under a name in use (DBClusterAlreadyExistsFault; moto replaced the cluster).
+  - Renames (NewDBClusterIdentifier, NewDBInstanceIdentifier): onto a name in use,
+    DBClusterAlreadyExistsFault / DBInstanceAlreadyExists; on a database that is not
+    `available` (stopped, stopping, starting, creating, renaming...),
+    InvalidDBClusterStateFault / InvalidDBInstanceState; without ApplyImmediately the
+    rename waits for a maintenance window that never comes (PendingModifiedValues
+    shows it). A rename shows `renaming` for the slow polls; the new identifier
+    answers at once, the old one stays taken (create, restore, rename onto it:
+    AlreadyExists) until the rename completes. A renamed cluster keeps its members
+    (DBClusterMembers, and each instance's DBClusterIdentifier); moto lost them, and
+    then let the cluster be deleted with its instances.
+  - Stopping or starting an Aurora cluster stops or starts its instances too.
+  - A managed master password (ManageMasterUserPassword) is random and its secret
+    names the master user (moto: admin / P@55w0rd! everywhere). A snapshot keeps the
+    master password, not its management: the restored database opens with it.
+  - A database created under a name renamed away in the same minute no longer
+    collides with moto's automated snapshot names.
+  ModifyDBCluster on a missing cluster is DBClusterNotFoundFault (moto: a 500).
+- **Fault injection**: `POST /understudy/faults` on the invoke host with
+  `{"service": "rds", "action": "ModifyDBCluster", "code": "InternalFailure",
+  "account": "123456789012", "identifier": "staging-db", "nth": 2, "times": 1,
+  "status": 500, "message": "..."}` makes matching AWS calls fail with that error
+  before moto handles them (moto never sees them). Only service, action and code are
+  required. `service` is the botocore name (rds, s3, stepfunctions, ...) or the
+  signing name / IAM prefix (states, tagging, ...); `action` the API operation;
+  `account` (the account moto acts in) and `identifier` (as recorded, below) narrow
+  the match. The `nth` matching call from now fails (default 1), and the `times - 1`
+  matching calls after it (default 1); every matching call counts, failed or not.
+  `status` defaults to the service model's status for that code (503 for
+  ServiceUnavailable/SlowDown, 500 for Internal*, else 400); `message` has a default.
+  The error is in the service's wire format, serialized as moto serializes its own
+  errors (Query XML `ErrorResponse` for rds, sts, ...; EC2's `Response`; JSON with
+  `__type` and `x-amzn-ErrorType` for kms, secretsmanager, ecs, stepfunctions, ...;
+  S3's XML `Error`). The answer is the fault: `{"id", "service", "action", "code",
+  "account", "identifier", "skip", "times", "status", "message"}` (`skip`: matching
+  calls still let through). `GET` lists the pending faults (`{"faults": [...]}`),
+  `DELETE` clears them; a fault goes once its `times` are used up.
+- **Request recorder**: every AWS request reaching moto, on either port (the functions
+  call moto's port; moto's Step Functions integrations come through the invoke host),
+  is recorded; `GET /understudy/requests` answers `{"requests": [...]}` in arrival
+  order, `DELETE` clears them. A record is `{"account", "service", "action",
+  "mutating", "identifier", "status", "injected"}`: the account moto acts in (resolved
+  from the access key as moto does: an sts:AssumeRole key acts in the role's account),
+  the botocore service name, the API operation (null if it cannot be told), whether it
+  mutates (not Describe*/List*/Get*/Head*/Check*/Lookup*, nor sts:AssumeRole /
+  GetCallerIdentity; an unknown operation counts as mutating), the first of
+  DBClusterIdentifier, DBInstanceIdentifier, snapshot identifiers (target before
+  source), ResourceName, Bucket, SecretId, KeyId, ... present in the request (or
+  null), the HTTP status answered, and the code of the injected fault (or null).
+  Parameters are not recorded (passwords never are). moto's /moto-api is not recorded.
+- **Staging's network** (a test fixture): `POST /understudy/seed/network {"account",
+  "region", "subnet_group"}` creates a VPC, two subnets, a security group and a DB
+  subnet group, answering their ids (see seed.py).
+- **Password check**: `POST /understudy/rds/check-password` with `{"account":
+  "123456789012", "region": "us-east-1", "kind": "cluster" | "instance", "identifier",
+  "username", "password"}` (account and region default to staging's and the stack's)
+  answers `{"ok": true|false}`: whether that master user and password open the
+  database as moto stores it: the password set at create, restore (the snapshot's)
+  or ModifyDB*, or, with ManageMasterUserPassword, the current value of the managed
+  secret; an Aurora instance opens with its cluster's. 404 if the database does not
+  exist, 400 for a malformed request.
 
 Logs go to the log directory (a new temporary one by default, kept afterwards):
 `<function>.log` holds each function's stdout and stderr, `stack.log` the launcher's.
@@ -78,10 +161,11 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
+import rds_fidelity  # noqa: E402
 import sam_template  # noqa: E402
+import seed  # noqa: E402
 import slow_transitions  # noqa: E402
-
-CONTROL_PATH = "/understudy/slow-polls"
+import traffic  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -103,25 +187,40 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def moto_app() -> DomainDispatcherApplication:
+def moto_app() -> traffic.Interceptor:
     def create_app(service: str) -> Any:
         app = create_backend_app(service)
-        # moto builds a service's app before serving its first request.
+        # moto builds a service's app before serving its first request. The fidelity
+        # patches go on last, so they run before the slow transitions' ones.
         slow_transitions.install_for(service)
+        rds_fidelity.install_for(service)
         return app
 
     # What POST /moto-api/config does: execute state machine definitions.
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
-    return DomainDispatcherApplication(create_app)
+    # Every AWS request moto serves, on either port, is recorded and may be failed.
+    return traffic.Interceptor(DomainDispatcherApplication(create_app))
 
 
-def invoke_app(host: lambda_host.InvokeHost, moto: DomainDispatcherApplication) -> Callable:
+def control_apps(region: str) -> dict[str, Callable]:
+    """The invoke host's /understudy/* endpoints, by path."""
+    return {
+        "/understudy/slow-polls": slow_transitions.control_app,
+        "/understudy/faults": traffic.faults_app,
+        "/understudy/requests": traffic.requests_app,
+        "/understudy/rds/check-password": rds_fidelity.password_check_app(region),
+        "/understudy/seed/network": seed.network_app(region),
+    }
+
+
+def invoke_app(host: lambda_host.InvokeHost, moto: Callable, controls: dict[str, Callable]) -> Callable:
     def app(environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if lambda_host.INVOKE_PATH.match(path):
             return host(environ, start_response)
-        if path == CONTROL_PATH:
-            return slow_transitions.control_app(environ, start_response)
+        control = controls.get(path.rstrip("/"))
+        if control is not None:
+            return control(environ, start_response)
         # Step Functions' other integrations (s3:listObjectsV2 for a Distributed Map's
         # ItemReader, ...) also call localhost:MOTO_PORT.
         return moto(environ, start_response)
@@ -158,7 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     moto_endpoint = f"http://127.0.0.1:{moto_server.server_port}"
     host = lambda_host.InvokeHost(configs, args.region, moto_endpoint, log_dir)
     invoke_server = make_server(
-        "127.0.0.1", 0, invoke_app(host, moto), threaded=True, request_handler=MotoRequestHandler
+        "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region)), threaded=True,
+        request_handler=MotoRequestHandler,
     )
     # moto's Step Functions engine sends lambda:invoke to localhost:MOTO_PORT.
     os.environ["MOTO_PORT"] = str(invoke_server.server_port)

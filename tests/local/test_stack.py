@@ -6,6 +6,7 @@ function binaries (fixtures/functions/*/main.py, speaking the Lambda Runtime API
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
@@ -82,31 +83,52 @@ def instance_pids(log_dir: Path) -> list[int]:
     return pids
 
 
-class LocalStackTest(unittest.TestCase):
+PRODUCTION_ROLE = "arn:aws:iam::111111111111:role/understudy-production"
+
+
+class Stack:
+    """A launcher process run on the fixture functions, with its exports."""
+
+    def __init__(self) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="understudy-stack-test-"))
+        build_fixture_binaries(self.tmp / "bin")
+        env = os.environ | {"UNDERSTUDY_TEST_MARKER": "passed-through"}
+        self.process = subprocess.Popen(
+            stack_command(self.tmp, "--slow-polls", "2"), stdout=subprocess.PIPE, text=True, env=env
+        )
+        self.exports = read_exports(self.process.stdout)
+
+    def stop(self) -> None:
+        """Stops the launcher; asserts that it and every function process ended cleanly."""
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            returncode = self.process.wait(timeout=10)
+        finally:
+            self.process.kill()
+            self.process.stdout.close()
+        assert returncode == 0, f"stack exited with {returncode}"
+        survivors = wait_until_gone(instance_pids(self.tmp / "logs"))
+        assert not survivors, f"function processes outlived the stack: {survivors}"
+        shutil.rmtree(self.tmp)
+
+
+class StackTestCase(unittest.TestCase):
+    """A local stack per test class (fixture functions, slow polls 2), and clients for it."""
+
     @classmethod
     def setUpClass(cls) -> None:
-        cls.tmp = Path(tempfile.mkdtemp(prefix="understudy-stack-test-"))
-        build_fixture_binaries(cls.tmp / "bin")
-        env = os.environ | {"UNDERSTUDY_TEST_MARKER": "passed-through"}
-        cls.stack = subprocess.Popen(
-            stack_command(cls.tmp, "--slow-polls", "2"), stdout=subprocess.PIPE, text=True, env=env
-        )
-        cls.exports = read_exports(cls.stack.stdout)
+        cls.use_stack(Stack())
+
+    @classmethod
+    def use_stack(cls, stack: Stack) -> None:
+        cls.tmp, cls.stack, cls.exports = stack.tmp, stack.process, stack.exports
         cls.invoke_endpoint = cls.exports["UNDERSTUDY_INVOKE_ENDPOINT"]
         cls.moto_endpoint = cls.exports["UNDERSTUDY_MOTO_ENDPOINT"]
+        cls._stack = stack
 
     @classmethod
     def tearDownClass(cls) -> None:
-        cls.stack.send_signal(signal.SIGTERM)
-        try:
-            returncode = cls.stack.wait(timeout=10)
-        finally:
-            cls.stack.kill()
-            cls.stack.stdout.close()
-        assert returncode == 0, f"stack exited with {returncode}"
-        survivors = wait_until_gone(instance_pids(cls.tmp / "logs"))
-        assert not survivors, f"function processes outlived the stack: {survivors}"
-        shutil.rmtree(cls.tmp)
+        cls._stack.stop()
 
     def invoke(self, function: str, payload: object = None) -> tuple[int, dict[str, str], object]:
         request = urllib.request.Request(
@@ -119,20 +141,74 @@ class LocalStackTest(unittest.TestCase):
         except urllib.error.HTTPError as error:
             return error.code, dict(error.headers), json.load(error)
 
-    def client(self, service: str):
-        return boto3.client(
-            service, endpoint_url=self.moto_endpoint, region_name=REGION,
-            aws_access_key_id="testing", aws_secret_access_key="testing",
-            config=Config(retries={"max_attempts": 1}),
+    def client(self, service: str, credentials: dict[str, str] | None = None, endpoint: str | None = None):
+        """A client of the staging account (moto's default), or of the account the
+        given sts:AssumeRole credentials act in; one attempt, no retries. Clients are
+        kept for the class: making one costs more than most calls."""
+        keys = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        if credentials is not None:
+            keys = {
+                "aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"],
+            }
+        endpoint = endpoint or self.moto_endpoint
+        clients = self.__class__.__dict__.get("_clients")
+        if clients is None:
+            clients = self.__class__._clients = {}
+        key = (service, keys["aws_access_key_id"], endpoint)
+        if key not in clients:
+            clients[key] = boto3.client(
+                service, endpoint_url=endpoint, region_name=REGION,
+                config=Config(retries={"total_max_attempts": 1}), **keys,
+            )
+        return clients[key]
+
+    def production_client(self, service: str):
+        """A client of the production account, reached as the functions reach it."""
+        credentials = self.__class__.__dict__.get("_production_credentials")
+        if credentials is None:
+            credentials = self.__class__._production_credentials = self.client("sts").assume_role(
+                RoleArn=PRODUCTION_ROLE, RoleSessionName="understudy-test"
+            )["Credentials"]
+        return self.client(service, credentials)
+
+    def control(self, path: str, body: object = None, method: str | None = None) -> tuple[int, object]:
+        """Calls one of the invoke host's /understudy/* endpoints."""
+        request = urllib.request.Request(
+            f"{self.invoke_endpoint}{path}", data=None if body is None else json.dumps(body).encode(),
+            method=method or ("GET" if body is None else "POST"),
         )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            return error.code, json.load(error)
 
     def set_slow_polls(self, polls: int) -> None:
-        request = urllib.request.Request(
-            f"{self.invoke_endpoint}/understudy/slow-polls", data=json.dumps({"polls": polls}).encode(),
-            method="POST",
-        )
-        with urllib.request.urlopen(request) as response:
-            self.assertEqual(json.load(response), {"polls": polls})
+        self.assertEqual(self.control("/understudy/slow-polls", {"polls": polls}), (200, {"polls": polls}))
+
+
+class SharedStackTestCase(StackTestCase):
+    """Test classes that leave each other alone (own identifiers, own settings in setUp)
+    share one stack per test run: a launcher start and moto's first RDS import cost
+    seconds each. It is stopped, and checked, when the test process exits."""
+
+    _shared: Stack | None = None
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        if SharedStackTestCase._shared is None:
+            SharedStackTestCase._shared = Stack()
+            atexit.register(SharedStackTestCase._shared.stop)
+        cls.use_stack(SharedStackTestCase._shared)
+
+    @classmethod
+    def tearDownClass(cls) -> None:
+        pass
+
+
+class LocalStackTest(StackTestCase):
 
     def test_prints_the_contract(self) -> None:
         self.assertEqual(self.exports["UNDERSTUDY_STACK_PID"], str(self.stack.pid))

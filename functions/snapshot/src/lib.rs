@@ -10,20 +10,19 @@
 //!   snapshots of the source and delete the rest; never an untagged or automated one.
 
 mod naming;
-mod rds;
+mod prune;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
+use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::tags::{self, tag_value};
 use understudy_shared::{guard, Error, Result};
 
 pub use naming::snapshot_identifier;
-pub use rds::{select_for_pruning, SnapshotSummary};
-
-use rds::ProductionSnapshots;
+pub use prune::select_for_pruning;
 
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct SnapshotFunction {
@@ -64,16 +63,6 @@ pub struct StatusRequest {
 pub struct PruneRequest {
     /// The environment config document.
     pub config: Value,
-}
-
-/// A snapshot by kind and identifier.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnapshotRef {
-    /// Cluster snapshot or DB (instance) snapshot.
-    pub kind: DatabaseKind,
-    /// The snapshot identifier.
-    pub identifier: String,
 }
 
 /// The function's requests, by action.
@@ -120,19 +109,6 @@ pub struct CreatedSnapshot {
     pub created: bool,
 }
 
-/// What `status` returns, for a `Choice` on `available`.
-#[derive(Debug, Serialize)]
-pub struct SnapshotStatus {
-    /// Snapshot identifier.
-    pub identifier: String,
-    /// AWS status.
-    pub status: String,
-    /// Percent complete, 0–100.
-    pub progress: i32,
-    /// True once the snapshot can be shared and restored.
-    pub available: bool,
-}
-
 impl SnapshotFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
@@ -152,9 +128,9 @@ impl SnapshotFunction {
         }
     }
 
-    async fn snapshots(&self, config: &EnvironmentConfig, kind: DatabaseKind) -> Result<ProductionSnapshots> {
+    async fn snapshots(&self, config: &EnvironmentConfig, kind: DatabaseKind) -> Result<Snapshots> {
         let production = self.aws.production(&config.production).await?;
-        Ok(ProductionSnapshots::new(rds_client(&production), kind))
+        Ok(Snapshots::new(rds_client(&production), kind))
     }
 
     async fn create(&self, request: CreateRequest) -> Result<CreatedSnapshot> {
@@ -177,7 +153,7 @@ impl SnapshotFunction {
             (tags::RUN.to_owned(), request.run_id.clone()),
             (tags::SOURCE.to_owned(), database.source.clone()),
         ];
-        match snapshots.create(&database.source, &identifier, tags).await? {
+        match snapshots.create(&database.source, &identifier, &tags).await? {
             Some(made) => {
                 tracing::info!(snapshot = %made.identifier, source = %database.source, "snapshot started");
                 Ok(created_snapshot(database.kind, made, true))
@@ -195,26 +171,7 @@ impl SnapshotFunction {
     async fn status(&self, request: StatusRequest) -> Result<SnapshotStatus> {
         let config = EnvironmentConfig::from_value(request.config)?;
         let snapshots = self.snapshots(&config, request.snapshot.kind).await?;
-        let identifier = request.snapshot.identifier;
-        let snapshot = snapshots.find(&identifier).await?.ok_or_else(|| {
-            Error::SnapshotNotFound(format!(
-                "{} snapshot `{identifier}` does not exist",
-                request.snapshot.kind
-            ))
-        })?;
-        if matches!(snapshot.status.as_str(), "failed" | "error" | "deleting") {
-            return Err(Error::SnapshotFailed(format!(
-                "snapshot `{identifier}` is `{}`; it will not become available",
-                snapshot.status
-            )));
-        }
-        let available = snapshot.status == "available";
-        Ok(SnapshotStatus {
-            identifier,
-            progress: if available { 100 } else { snapshot.progress.unwrap_or(0) },
-            available,
-            status: snapshot.status,
-        })
+        snapshots.status(&request.snapshot.identifier).await
     }
 
     async fn prune(&self, request: PruneRequest) -> Result<Value> {

@@ -1,0 +1,662 @@
+//! The restore function: everything a refresh does in the staging account, with
+//! staging's own credentials. Each action is one idempotent step of the refresh
+//! state machine; names derive from the target and the run id, so a retried
+//! step finds what an earlier attempt made.
+//!
+//! Actions, in refresh order:
+//! - `check`: read-only guard rails on the live staging database, before anything is made;
+//! - `copy`: copy a shared, encrypted instance snapshot into staging with staging's key
+//!   (AWS cannot restore one directly); other snapshots restore as they are;
+//! - `restore`: restore under a temporary identifier with staging's own settings,
+//!   and a cluster's instances;
+//! - `status`: a snapshot's or a database's (with a cluster's instances) status;
+//! - `prepare`: on the temporary database, before it goes live: staging's own
+//!   master password, so production's never works on live staging (post-restore
+//!   SQL such as PII masking belongs here too);
+//! - `wake-live`: start a sleeping live database (a stopped one cannot be renamed);
+//! - `swap`: `step: "aside"` renames the live database to `<target>-retired-<run>`,
+//!   `step: "in"` renames the temporary one to the target; the state machine waits
+//!   between the two, as AWS needs;
+//! - `retire`: delete retired databases (this run's and any an earlier run left);
+//! - `return-to-sleep`: stop the new live database when the old one was asleep;
+//! - `undo`: after a failure, put live staging back as it was and delete what this
+//!   run made (see [`RestoreFunction::undo`]).
+//!
+//! Guard rails: every database modified or deleted carries the staging tag, is not
+//! the source, and is not in the production account; otherwise
+//! `GuardRailViolation` before any mutating call.
+
+mod databases;
+mod naming;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use understudy_shared::aws::{rds_client, AwsContext};
+use understudy_shared::config::{DatabaseConfig, DatabaseKind, EnvironmentConfig};
+use understudy_shared::rds::{arn_account, SnapshotRef, Snapshots};
+use understudy_shared::request::ActionRequest;
+use understudy_shared::tags::{self, tag_value};
+use understudy_shared::{guard, Error, Result};
+
+pub use databases::{DatabaseSummary, Databases, MasterPassword};
+pub use naming::{retired_identifier, temporary_identifier};
+
+/// The function's handler, holding the AWS config built once per cold start.
+pub struct RestoreFunction {
+    aws: AwsContext,
+}
+
+/// `{"action": "check" | "wake-live" | "retire" | "return-to-sleep" | "undo", "run_id", "config"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// The run (execution name).
+    pub run_id: String,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "copy" | "restore", "run_id", "snapshot": {kind, identifier or ARN}, "config"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRequest {
+    /// The run (execution name).
+    pub run_id: String,
+    /// The snapshot shared with staging (its ARN), or staging's copy of it.
+    pub snapshot: SnapshotRef,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "status", "snapshot": {...}}` or `{"action": "status", "database": {...}}`, plus `config`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusRequest {
+    /// A snapshot to look at.
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRef>,
+    /// A database to look at.
+    #[serde(default)]
+    pub database: Option<DatabaseRef>,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "prepare", "run_id", "database": {kind, identifier}, "config"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrepareRequest {
+    /// The run (execution name).
+    pub run_id: String,
+    /// The temporary database (`restore`'s answer).
+    pub database: DatabaseRef,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "swap", "step": "aside" | "in", "run_id", "config"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapRequest {
+    /// Which rename.
+    pub step: SwapStep,
+    /// The run (execution name).
+    pub run_id: String,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// The two renames of a swap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SwapStep {
+    /// Rename the live database aside.
+    Aside,
+    /// Rename the new database to the target identifier.
+    In,
+}
+
+/// A database by kind and identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseRef {
+    /// Cluster or instance.
+    pub kind: DatabaseKind,
+    /// Its identifier.
+    pub identifier: String,
+}
+
+/// The function's requests, by action.
+#[derive(Debug)]
+pub enum Request {
+    /// Read-only guard-rail check of the live database.
+    Check(RunRequest),
+    /// Copy a shared snapshot into staging where needed.
+    Copy(SnapshotRequest),
+    /// Restore under the temporary identifier.
+    Restore(SnapshotRequest),
+    /// Status of a snapshot or a database.
+    Status(StatusRequest),
+    /// Staging's password on the temporary database.
+    Prepare(PrepareRequest),
+    /// Start a sleeping live database.
+    WakeLive(RunRequest),
+    /// One of the two renames.
+    Swap(SwapRequest),
+    /// Delete retired databases.
+    Retire(RunRequest),
+    /// Stop the new live database again.
+    ReturnToSleep(RunRequest),
+    /// Put staging back after a failure.
+    Undo(RunRequest),
+}
+
+const ACTIONS: &[&str] = &[
+    "check",
+    "copy",
+    "restore",
+    "status",
+    "prepare",
+    "wake-live",
+    "swap",
+    "retire",
+    "return-to-sleep",
+    "undo",
+];
+
+impl Request {
+    /// Parses a payload; errors name the offending field.
+    pub fn parse(payload: Value) -> Result<Self> {
+        let request = ActionRequest::new(payload)?;
+        match request.action() {
+            "check" => request.fields().map(Self::Check),
+            "copy" => request.fields().map(Self::Copy),
+            "restore" => request.fields().map(Self::Restore),
+            "status" => request.fields().map(Self::Status),
+            "prepare" => request.fields().map(Self::Prepare),
+            "wake-live" => request.fields().map(Self::WakeLive),
+            "swap" => request.fields().map(Self::Swap),
+            "retire" => request.fields().map(Self::Retire),
+            "return-to-sleep" => request.fields().map(Self::ReturnToSleep),
+            "undo" => request.fields().map(Self::Undo),
+            _ => Err(request.unknown_action(ACTIONS)),
+        }
+    }
+}
+
+/// A database's progress, for a `Wait`/`Choice` loop on `available`.
+#[derive(Debug, Serialize)]
+pub struct DatabaseStatus {
+    /// Identifier.
+    pub identifier: String,
+    /// The cluster's or instance's status.
+    pub status: String,
+    /// A cluster's instances and their statuses.
+    pub members: Vec<MemberStatus>,
+    /// True when the database and all its instances are available.
+    pub available: bool,
+}
+
+/// One instance of a cluster.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    /// Instance identifier.
+    pub identifier: String,
+    /// Its status.
+    pub status: String,
+}
+
+/// Everything an action needs, parsed and checked once.
+struct Refresh {
+    config: EnvironmentConfig,
+    databases: Databases,
+    snapshots: Snapshots,
+}
+
+impl Refresh {
+    fn database(&self) -> &DatabaseConfig {
+        self.config.database.as_ref().expect("checked by Refresh::load")
+    }
+
+    fn target(&self) -> &str {
+        self.database().target.as_deref().expect("checked by Refresh::load")
+    }
+
+    /// The tags on everything this run makes in staging.
+    fn run_tags(&self, run_id: &str) -> Vec<(String, String)> {
+        vec![
+            (self.config.tag.key.clone(), self.config.tag.value.clone()),
+            (tags::MANAGED.to_owned(), tags::MANAGED_VALUE.to_owned()),
+            (tags::RUN.to_owned(), run_id.to_owned()),
+        ]
+    }
+
+    /// The guard rails for a staging database about to be modified or deleted.
+    fn ensure_may_modify(&self, database: &DatabaseSummary) -> Result<()> {
+        guard::ensure_staging(&database.identifier, &database.tags, &self.config.tag)?;
+        guard::ensure_not_source(&database.identifier, &self.database().source)?;
+        let production = &self.config.production;
+        let cross_account = production.role_arn.is_some();
+        if cross_account && arn_account(&database.arn) == Some(production.account_id.as_str()) {
+            return Err(Error::GuardRailViolation(format!(
+                "refusing to modify `{}`: it is in the production account {}",
+                database.identifier, production.account_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Refuses a database this run did not make.
+    fn ensure_this_runs(&self, database: &DatabaseSummary, run_id: &str) -> Result<()> {
+        self.ensure_may_modify(database)?;
+        guard::ensure_managed(&database.identifier, &database.tags)?;
+        if tag_value(&database.tags, tags::RUN) != Some(run_id) {
+            return Err(Error::GuardRailViolation(format!(
+                "refusing to modify `{}`: it was made by run `{}`, not this run `{run_id}`",
+                database.identifier,
+                tag_value(&database.tags, tags::RUN).unwrap_or("?")
+            )));
+        }
+        Ok(())
+    }
+
+    async fn status(&self, identifier: &str) -> Result<DatabaseStatus> {
+        let database = self.databases.find(identifier).await?.ok_or_else(|| {
+            Error::DatabaseNotFound(format!(
+                "staging {} `{identifier}` does not exist",
+                self.databases.kind()
+            ))
+        })?;
+        let mut members = Vec::new();
+        for member in &database.members {
+            let status = match self.databases.find_instance(member).await? {
+                Some(instance) => instance.status,
+                None => "missing".to_owned(),
+            };
+            members.push(MemberStatus { identifier: member.clone(), status });
+        }
+        let available = database.status == "available" && members.iter().all(|m| m.status == "available");
+        Ok(DatabaseStatus { identifier: database.identifier, status: database.status, members, available })
+    }
+}
+
+fn to_json(value: impl Serialize) -> Result<Value> {
+    Ok(serde_json::to_value(value).expect("answers serialize"))
+}
+
+fn is_asleep(status: &str) -> bool {
+    matches!(status, "stopped" | "stopping")
+}
+
+impl RestoreFunction {
+    /// A handler using `aws` for every call.
+    pub fn new(aws: AwsContext) -> Self {
+        Self { aws }
+    }
+
+    /// Handles one invocation.
+    pub async fn handle(&self, payload: Value) -> Result<Value> {
+        match Request::parse(payload)? {
+            Request::Check(r) => self.check(r).await,
+            Request::Copy(r) => self.copy(r).await,
+            Request::Restore(r) => self.restore(r).await,
+            Request::Status(r) => self.status(r).await,
+            Request::Prepare(r) => self.prepare(r).await,
+            Request::WakeLive(r) => self.wake_live(r).await,
+            Request::Swap(r) => self.swap(r).await,
+            Request::Retire(r) => self.retire(r).await,
+            Request::ReturnToSleep(r) => self.return_to_sleep(r).await,
+            Request::Undo(r) => self.undo(r).await,
+        }
+    }
+
+    fn load(&self, config: Value) -> Result<Refresh> {
+        let config = EnvironmentConfig::from_value(config)?;
+        let database = config.require_database()?;
+        database.check_refresh()?;
+        let staging = self.aws.staging(&config.staging);
+        let rds = rds_client(&staging);
+        Ok(Refresh {
+            databases: Databases::new(rds.clone(), database.kind),
+            snapshots: Snapshots::new(rds, database.kind),
+            config,
+        })
+    }
+
+    /// Read-only: the guard rails on the live staging database, so a run that
+    /// would be refused later is refused before it makes anything.
+    async fn check(&self, request: RunRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let target = refresh.target();
+        let live = refresh.databases.find(target).await?;
+        if let Some(live) = &live {
+            refresh.ensure_may_modify(live)?;
+        }
+        Ok(serde_json::json!({
+            "target": target,
+            "exists": live.is_some(),
+            "status": live.as_ref().map(|l| l.status.clone()),
+            "asleep": live.as_ref().is_some_and(|l| is_asleep(&l.status)),
+        }))
+    }
+
+    /// A shared, encrypted instance snapshot must be copied (with a key staging
+    /// owns) before AWS restores it; every other snapshot restores as shared.
+    async fn copy(&self, request: SnapshotRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let shared = refresh.snapshots.find(&request.snapshot.identifier).await?.ok_or_else(|| {
+            Error::SnapshotNotFound(format!(
+                "snapshot `{}` does not exist or is not shared with staging",
+                request.snapshot.identifier
+            ))
+        })?;
+        let foreign = request.snapshot.identifier.starts_with("arn:");
+        if refresh.database().kind == DatabaseKind::Cluster || !shared.encrypted || !foreign {
+            return to_json(serde_json::json!({"snapshot": request.snapshot, "copied": false}));
+        }
+        let identifier = naming::staging_copy_identifier(refresh.target(), &request.run_id);
+        let key = refresh.database().staging_kms_key_id.clone().unwrap_or_else(|| "alias/aws/rds".into());
+        let tags = refresh.run_tags(&request.run_id);
+        if refresh
+            .snapshots
+            .copy(&request.snapshot.identifier, &identifier, Some(&key), &tags)
+            .await?
+            .is_none()
+        {
+            let existing = refresh.snapshots.find(&identifier).await?;
+            let ours =
+                existing.is_some_and(|s| tag_value(&s.tags, tags::RUN) == Some(request.run_id.as_str()));
+            if !ours {
+                return Err(Error::SnapshotConflict(format!(
+                    "snapshot `{identifier}` exists and is not this run's"
+                )));
+            }
+        }
+        tracing::info!(copy = %identifier, "copying the shared snapshot into staging");
+        let snapshot = SnapshotRef { kind: refresh.database().kind, identifier };
+        to_json(serde_json::json!({"snapshot": snapshot, "copied": true}))
+    }
+
+    async fn restore(&self, request: SnapshotRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let database = refresh.database();
+        let temporary = temporary_identifier(refresh.target(), &request.run_id);
+        let snapshot = refresh.snapshots.find(&request.snapshot.identifier).await?.ok_or_else(|| {
+            Error::SnapshotNotFound(format!(
+                "snapshot `{}` does not exist or is not shared with staging",
+                request.snapshot.identifier
+            ))
+        })?;
+        let tags = refresh.run_tags(&request.run_id);
+        let kms_key = database.staging_kms_key_id.as_deref();
+        let created = refresh
+            .databases
+            .restore(&temporary, &snapshot, &request.snapshot.identifier, &database.restore, kms_key, &tags)
+            .await?;
+        if !created {
+            // A retried restore: carry on with our own temporary database, never adopt another.
+            let existing = refresh.databases.find(&temporary).await?.ok_or_else(|| {
+                Error::AwsTransient(format!("`{temporary}` was reported as existing but cannot be read yet"))
+            })?;
+            refresh.ensure_this_runs(&existing, &request.run_id)?;
+        }
+        let mut members = Vec::new();
+        if database.kind == DatabaseKind::Cluster {
+            let engine = snapshot.engine.as_deref().unwrap_or("aurora-postgresql");
+            members = refresh.databases.create_members(&temporary, engine, &database.restore, &tags).await?;
+        }
+        tracing::info!(database = %temporary, ?members, resumed = !created, "restoring into a temporary database");
+        let database = DatabaseRef { kind: database.kind, identifier: temporary };
+        to_json(serde_json::json!({"database": database, "members": members}))
+    }
+
+    async fn status(&self, request: StatusRequest) -> Result<Value> {
+        let config = EnvironmentConfig::from_value(request.config)?;
+        let rds = rds_client(&self.aws.staging(&config.staging));
+        match (request.snapshot, request.database) {
+            (Some(snapshot), None) => {
+                to_json(Snapshots::new(rds, snapshot.kind).status(&snapshot.identifier).await?)
+            }
+            (None, Some(database)) => {
+                let config_kind = config.database.as_ref().map(|d| d.kind).unwrap_or(database.kind);
+                let refresh = Refresh {
+                    databases: Databases::new(rds.clone(), database.kind),
+                    snapshots: Snapshots::new(rds, config_kind),
+                    config,
+                };
+                to_json(refresh.status(&database.identifier).await?)
+            }
+            _ => Err(Error::InvalidInput(
+                "invalid input: give exactly one of `snapshot` or `database` to look at".into(),
+            )),
+        }
+    }
+
+    /// Staging's own master password on the temporary database, before it goes
+    /// live. The password is read from Secrets Manager and never logged or returned.
+    async fn prepare(&self, request: PrepareRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let database = refresh.databases.find(&request.database.identifier).await?.ok_or_else(|| {
+            Error::DatabaseNotFound(format!("`{}` does not exist", request.database.identifier))
+        })?;
+        refresh.ensure_this_runs(&database, &request.run_id)?;
+        let source = &refresh.database().password;
+        let (password, method) = match &source.secret_arn {
+            Some(secret_arn) => {
+                (MasterPassword::Value(self.read_password(&refresh, secret_arn).await?), "secret")
+            }
+            None => (MasterPassword::Managed, "managed"),
+        };
+        refresh.databases.set_master_password(&database.identifier, password).await?;
+        tracing::info!(database = %database.identifier, method, "staging's master password set");
+        Ok(serde_json::json!({"database": request.database, "password": method}))
+    }
+
+    async fn read_password(&self, refresh: &Refresh, secret_arn: &str) -> Result<String> {
+        let secrets = aws_sdk_secretsmanager::Client::new(&self.aws.staging(&refresh.config.staging));
+        let secret = secrets.get_secret_value().secret_id(secret_arn).send().await.map_err(|err| {
+            match err.as_service_error() {
+                Some(e) if e.is_resource_not_found_exception() => Error::InvalidInput(format!(
+                    "invalid input at `config.database.password.secret_arn`: secret `{secret_arn}` does not exist"
+                )),
+                _ => Error::from_sdk("secretsmanager:GetSecretValue", err),
+            }
+        })?;
+        let text = secret.secret_string().unwrap_or_default();
+        let password = match serde_json::from_str::<Value>(text) {
+            Ok(Value::Object(fields)) => fields.get("password").and_then(Value::as_str).map(str::to_owned),
+            _ => Some(text.to_owned()),
+        };
+        password.filter(|p| !p.is_empty()).ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "invalid input at `config.database.password.secret_arn`: secret `{secret_arn}` holds no password \
+                 (a string, or JSON with a \"password\" field)"
+            ))
+        })
+    }
+
+    /// A stopped database cannot be renamed: start a sleeping live database and
+    /// say so, so the run puts the new one back to sleep at the end.
+    async fn wake_live(&self, request: RunRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let Some(live) = refresh.databases.find(refresh.target()).await? else {
+            return Ok(serde_json::json!({"was_asleep": false}));
+        };
+        let asleep_by_tag = tag_value(&live.tags, tags::SLEEP_STATE) == Some("asleep");
+        let was_asleep = match live.status.as_str() {
+            "stopped" => {
+                refresh.ensure_may_modify(&live)?;
+                refresh.databases.start(&live.identifier).await?;
+                tracing::info!(database = %live.identifier, "started the sleeping live database for the swap");
+                true
+            }
+            "stopping" => {
+                return Err(Error::ResourceBusy(format!(
+                    "`{}` is stopping; it can be started once stopped",
+                    live.identifier
+                )))
+            }
+            "starting" => true,
+            _ => asleep_by_tag,
+        };
+        Ok(
+            serde_json::json!({"was_asleep": was_asleep, "database": DatabaseRef { kind: refresh.databases.kind(), identifier: live.identifier }}),
+        )
+    }
+
+    async fn swap(&self, request: SwapRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let kind = refresh.databases.kind();
+        let target = refresh.target().to_owned();
+        let retired = retired_identifier(&target, &request.run_id);
+        let temporary = temporary_identifier(&target, &request.run_id);
+        match request.step {
+            SwapStep::Aside => {
+                let Some(live) = refresh.databases.find(&target).await? else {
+                    let done = refresh.databases.find(&retired).await?.is_some();
+                    return Ok(
+                        serde_json::json!({"renamed": done, "database": DatabaseRef { kind, identifier: retired }}),
+                    );
+                };
+                refresh.ensure_may_modify(&live)?;
+                if tag_value(&live.tags, tags::RUN) == Some(request.run_id.as_str()) {
+                    // Our new database is already live: both renames happened.
+                    return Ok(
+                        serde_json::json!({"renamed": false, "database": DatabaseRef { kind, identifier: target }}),
+                    );
+                }
+                if is_asleep(&live.status) {
+                    return Err(Error::ResourceBusy(format!(
+                        "`{target}` is {}; start it before the swap",
+                        live.status
+                    )));
+                }
+                refresh.databases.rename(&target, &retired).await?;
+                tracing::info!(from = %target, to = %retired, "renamed the live database aside");
+                Ok(
+                    serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: retired }}),
+                )
+            }
+            SwapStep::In => {
+                if let Some(live) = refresh.databases.find(&target).await? {
+                    if tag_value(&live.tags, tags::RUN) == Some(request.run_id.as_str()) {
+                        return Ok(
+                            serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: target }}),
+                        );
+                    }
+                    return Err(Error::ResourceBusy(format!(
+                        "`{target}` is still taken by the live database"
+                    )));
+                }
+                let new = refresh.databases.find(&temporary).await?.ok_or_else(|| {
+                    Error::DatabaseNotFound(format!("the restored database `{temporary}` does not exist"))
+                })?;
+                refresh.ensure_this_runs(&new, &request.run_id)?;
+                refresh.databases.rename(&temporary, &target).await?;
+                tracing::info!(from = %temporary, to = %target, "renamed the new database into place");
+                Ok(serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: target }}))
+            }
+        }
+    }
+
+    /// Deletes every retired database of the target: this run's, and any an
+    /// earlier run left behind after a late failure.
+    async fn retire(&self, request: RunRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let target = refresh.target().to_owned();
+        let settings = refresh.database().retire.clone();
+        let mut retired: Vec<DatabaseSummary> = refresh
+            .databases
+            .list_with_prefix(&naming::retired_prefix(&target))
+            .await?
+            .into_iter()
+            .filter(|db| naming::is_retired_identifier(&db.identifier, &target))
+            .collect();
+        // Every deletion is checked before the first one.
+        for database in &retired {
+            refresh.ensure_may_modify(database)?;
+            if database.deletion_protection && !settings.disable_deletion_protection {
+                return Err(Error::GuardRailViolation(format!(
+                    "`{}` has deletion protection and config.database.retire.disable_deletion_protection is false; \
+                     it is left in place",
+                    database.identifier
+                )));
+            }
+        }
+        let mut deleted = Vec::new();
+        for database in retired.drain(..) {
+            if database.status == "deleting" {
+                continue;
+            }
+            if database.deletion_protection {
+                refresh.databases.disable_deletion_protection(&database.identifier).await?;
+            }
+            let final_snapshot = settings.final_snapshot.then(|| format!("{}-final", database.identifier));
+            refresh.databases.delete(&database, final_snapshot.as_deref()).await?;
+            tracing::info!(database = %database.identifier, "deleted the retired database");
+            deleted.push(database.identifier);
+        }
+        Ok(serde_json::json!({"deleted": deleted}))
+    }
+
+    async fn return_to_sleep(&self, request: RunRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let live = refresh
+            .databases
+            .find(refresh.target())
+            .await?
+            .ok_or_else(|| Error::DatabaseNotFound(format!("`{}` does not exist", refresh.target())))?;
+        refresh.ensure_may_modify(&live)?;
+        if !is_asleep(&live.status) {
+            refresh.databases.stop(&live.identifier).await?;
+        }
+        let since =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let sleep_tags = [
+            (tags::SLEEP_STATE.to_owned(), "asleep".to_owned()),
+            (tags::SLEEP_SINCE.to_owned(), format!("{since}")),
+        ];
+        refresh.databases.add_tags(&live.arn, &sleep_tags).await?;
+        tracing::info!(database = %live.identifier, "put the refreshed database back to sleep");
+        Ok(serde_json::json!({"stopped": live.identifier}))
+    }
+
+    /// After a failure: if the live database was renamed aside and the new one
+    /// is not in place, rename it back; delete this run's temporary database and
+    /// staging copy. After a complete swap there is nothing to undo: the new
+    /// database stays live and the retired one waits for the next run's `retire`.
+    pub async fn undo(&self, request: RunRequest) -> Result<Value> {
+        let refresh = self.load(request.config)?;
+        let target = refresh.target().to_owned();
+        let retired = retired_identifier(&target, &request.run_id);
+        let temporary = temporary_identifier(&target, &request.run_id);
+        let mut renamed_back = false;
+        let mut deleted = Vec::new();
+        let live = refresh.databases.find(&target).await?;
+        if live.is_none() {
+            if let Some(old) = refresh.databases.find(&retired).await? {
+                refresh.ensure_may_modify(&old)?;
+                refresh.databases.rename(&retired, &target).await?;
+                tracing::info!(from = %retired, to = %target, "renamed the live database back");
+                renamed_back = true;
+            }
+        }
+        if let Some(new) = refresh.databases.find(&temporary).await? {
+            refresh.ensure_this_runs(&new, &request.run_id)?;
+            if new.status != "deleting" {
+                refresh.databases.delete(&new, None).await?;
+                deleted.push(temporary.clone());
+            }
+        }
+        let copy = naming::staging_copy_identifier(&target, &request.run_id);
+        if let Some(snapshot) = refresh.snapshots.find(&copy).await? {
+            if tag_value(&snapshot.tags, tags::RUN) == Some(request.run_id.as_str()) {
+                guard::ensure_managed(&copy, &snapshot.tags)?;
+                refresh.snapshots.delete(&copy).await?;
+                deleted.push(copy);
+            }
+        }
+        tracing::info!(renamed_back, ?deleted, "undid this run's changes");
+        Ok(serde_json::json!({"renamed_back": renamed_back, "deleted": deleted}))
+    }
+}
