@@ -11,7 +11,7 @@ CARGO ?= cargo
 .PHONY: help venv build demo test lint rust-tests stack-selftest validate local-up local-down package clean
 
 help:
-	@echo "make demo        set up, start the local stack, run the snapshot state machine against a seeded production"
+	@echo "make demo        set up, start the local stack, refresh a seeded staging from a seeded production"
 	@echo "make test        set up and run every test (lint, unit, functions against moto, state machines in moto)"
 	@echo "make local-up    start the local stack (moto + Lambda invoke host) in the background; prints exports"
 	@echo "make local-down  stop it"
@@ -31,7 +31,7 @@ build:
 	$(CARGO) build --workspace --bins --tests
 
 demo: venv build
-	$(CARGO) run --quiet -p understudy-tests --bin demo
+	target/debug/demo
 
 test: venv build lint validate stack-selftest rust-tests
 	@python3 -c 'import re; r=open("$(LOCAL)/rust-tests.log").read(); p=open("$(LOCAL)/stack-selftest.log").read(); \

@@ -1,22 +1,27 @@
-//! `make demo`: the snapshot flow, locally, end to end. Starts the local stack,
-//! seeds an emulated production account (seed 000's shape: an encrypted Aurora
-//! PostgreSQL Serverless v2 cluster, plus three older understudy snapshots),
-//! creates `statemachines/snapshot.asl.json` in moto's Step Functions with the
-//! deployed defaults, starts it with `{}` as a console user would, and prints
-//! each state as it runs and the result.
+//! `make demo`: a staging refresh, locally, end to end. Starts the local stack,
+//! seeds an emulated production account and a staging account in seed 000's
+//! shape (production: an aws/rds-encrypted Aurora PostgreSQL Serverless v2
+//! cluster and older understudy snapshots; staging: a tagged cluster under the
+//! target name, a subnet group, a security group and a password secret), creates
+//! `statemachines/refresh.asl.json` in moto's Step Functions with the deployed
+//! defaults, starts it with `{}` as a console user would, prints each state as it
+//! runs, then what changed in both accounts.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use understudy_tests::accounts::{config_for, deployed_defaults};
-use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines, PRODUCTION_ACCOUNT};
+use understudy_tests::accounts::{config_for, refresh_defaults, PRODUCTION_PASSWORD, STAGING_PASSWORD};
+use understudy_tests::{
+    Accounts, LocalStack, StackOptions, StateMachines, PRODUCTION_ACCOUNT, STAGING_ACCOUNT,
+};
 
 const SOURCE: &str = "production-aurora";
+const TARGET: &str = "staging-aurora";
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    println!("understudy demo: snapshot production through the real state machine, locally\n");
+    println!("understudy demo: refresh staging from production through the real state machine, locally\n");
     let stack = LocalStack::start_with(StackOptions { slow_polls: 0, ..StackOptions::default() });
     println!(
         "local stack (PID {}): moto {}, Lambda invoke host {}",
@@ -26,31 +31,37 @@ async fn main() -> ExitCode {
     );
     let accounts = Accounts::new(&stack).await;
 
+    let world = accounts.seed_refresh_world(&stack).await;
     accounts.seed_production_cluster(SOURCE).await;
     for run in ["nightly-1", "nightly-2", "nightly-3"] {
         let payload = json!({"action": "create", "run_id": run, "config": config_for("cluster", SOURCE)});
         stack.invoke("snapshot", &payload).ok();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    println!(
-        "seeded production account {PRODUCTION_ACCOUNT}: Aurora cluster `{SOURCE}` and 3 older understudy snapshots"
-    );
-    // From here on a snapshot stays `creating` for two status checks, as on AWS it takes minutes.
+    accounts.seed_staging_cluster(TARGET, &[("understudy:environment", "staging")]).await;
+    let before = describe(&accounts, TARGET).await.expect("seeded staging cluster");
+    println!("production {PRODUCTION_ACCOUNT}: Aurora cluster `{SOURCE}` (aws/rds-encrypted, master user prod_admin), 3 older understudy snapshots");
+    println!("staging {STAGING_ACCOUNT}: Aurora cluster `{TARGET}` (master user staging_admin), tagged understudy:environment=staging");
+    // From here on snapshots, copies, restores and renames take two status checks, as on AWS they take minutes.
     stack.set_slow_polls(2);
 
     let machines = StateMachines::new(&accounts.staging);
     let arn = machines
-        .create("understudy-snapshot", "snapshot.asl.json", &deployed_defaults("cluster", SOURCE, 2))
+        .create(
+            "understudy-refresh",
+            "refresh.asl.json",
+            &refresh_defaults("cluster", SOURCE, TARGET, &world),
+        )
         .await;
     let name = format!(
         "demo-{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
     );
-    println!("\nstarting execution `{name}` of understudy-snapshot with input {{}}");
+    println!("\nstarting execution `{name}` of understudy-refresh with input {{}}");
     let started = Instant::now();
     let execution = machines.start(&arn, &name, &json!({})).await;
     let outcome = execution
-        .watch(Duration::from_secs(180), |event| {
+        .watch(Duration::from_secs(300), |event| {
             let at = started.elapsed().as_secs_f32();
             let state = event.state.as_deref().unwrap_or("");
             if event.kind.ends_with("StateEntered") {
@@ -72,6 +83,39 @@ async fn main() -> ExitCode {
     if let Some(error) = &outcome.error {
         println!("error: {error}: {}", outcome.cause.as_deref().unwrap_or(""));
     }
+
+    println!("\nstaging `{TARGET}` before → after:");
+    if let Some(after) = describe(&accounts, TARGET).await {
+        println!(
+            "  master user      {} → {}",
+            before.master_username().unwrap_or(""),
+            after.master_username().unwrap_or("")
+        );
+        println!(
+            "  resource id      {} → {}",
+            before.db_cluster_resource_id().unwrap_or(""),
+            after.db_cluster_resource_id().unwrap_or("")
+        );
+        let capacity = after.serverless_v2_scaling_configuration();
+        println!(
+            "  capacity (ACU)   {}-{}, subnet group {}",
+            capacity.and_then(|c| c.min_capacity()).unwrap_or_default(),
+            capacity.and_then(|c| c.max_capacity()).unwrap_or_default(),
+            after.db_subnet_group().unwrap_or("")
+        );
+        let username = after.master_username().unwrap_or("");
+        println!(
+            "  staging's password works: {}",
+            stack.password_works("cluster", TARGET, username, STAGING_PASSWORD)
+        );
+        println!(
+            "  production's password works: {}",
+            stack.password_works("cluster", TARGET, username, PRODUCTION_PASSWORD)
+        );
+    }
+    let clusters = accounts.staging_rds().describe_db_clusters().send().await.expect("list staging clusters");
+    let ids: Vec<_> = clusters.db_clusters().iter().filter_map(|c| c.db_cluster_identifier()).collect();
+    println!("  staging clusters now: {ids:?}");
     let snapshots = accounts
         .production_rds()
         .describe_db_cluster_snapshots()
@@ -93,4 +137,10 @@ async fn main() -> ExitCode {
     } else {
         ExitCode::FAILURE
     }
+}
+
+async fn describe(accounts: &Accounts, identifier: &str) -> Option<aws_sdk_rds::types::DbCluster> {
+    let out =
+        accounts.staging_rds().describe_db_clusters().db_cluster_identifier(identifier).send().await.ok()?;
+    out.db_clusters().first().cloned()
 }

@@ -60,6 +60,17 @@ async fn staging_instance_ids(accounts: &Accounts) -> Vec<String> {
     ids
 }
 
+/// Describes the staging cluster until it shows `status` (each describe is one
+/// poll of the emulator's slow transitions).
+async fn wait_for_status(accounts: &Accounts, identifier: &str, status: &str) {
+    for _ in 0..20 {
+        if staging_cluster(accounts, identifier).await.unwrap().status() == Some(status) {
+            return;
+        }
+    }
+    panic!("`{identifier}` never became {status}");
+}
+
 fn tags_of(cluster: &DbCluster) -> Vec<(String, String)> {
     cluster
         .tag_list()
@@ -138,4 +149,83 @@ async fn seed_000_staging_cluster_is_replaced_by_a_restore_of_the_new_production
         outcome.times_entered("Check the share copy") >= 1,
         "the aws/rds snapshot was re-encrypted first"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sleeping_staging_is_refreshed_and_put_back_to_sleep() {
+    let stack = LocalStack::start();
+    let (accounts, world) = seed_000(&stack).await;
+    wait_for_status(&accounts, TARGET, "available").await;
+    accounts.staging_rds().stop_db_cluster().db_cluster_identifier(TARGET).send().await.unwrap();
+    wait_for_status(&accounts, TARGET, "stopped").await;
+
+    let outcome = run_refresh(&accounts, &world, "deploy-asleep", json!({})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("restore"));
+    assert!(
+        outcome.times_entered("Check the live database") >= 1,
+        "the sleeping database was started and awaited"
+    );
+    assert_eq!(outcome.output.as_ref().unwrap()["was_asleep"], true);
+    let after = staging_cluster(&accounts, TARGET).await.unwrap();
+    assert_eq!(after.master_username(), Some("prod_admin"), "restored from production's snapshot");
+    assert!(matches!(after.status(), Some("stopped" | "stopping")), "back asleep: {:?}", after.status());
+    assert!(
+        tags_of(&after).contains(&("understudy:sleep:state".into(), "asleep".into())),
+        "{:?}",
+        tags_of(&after)
+    );
+    assert_eq!(staging_cluster_ids(&accounts).await, [TARGET]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_003_same_account_instance_is_replaced_the_same_way() {
+    let stack = LocalStack::start();
+    let accounts = Accounts::new(&stack).await;
+    let world = accounts.seed_refresh_world(&stack).await;
+    let rds = accounts.staging_rds();
+    rds.create_db_instance()
+        .db_instance_identifier("app-production")
+        .engine("postgres")
+        .db_instance_class("db.t4g.small")
+        .allocated_storage(20)
+        .master_username("app_owner")
+        .master_user_password(PRODUCTION_PASSWORD)
+        .send()
+        .await
+        .unwrap();
+    accounts.seed_staging_instance("app-staging", STAGING_TAGS).await;
+    let mut defaults = refresh_defaults("instance", "app-production", "app-staging", &world);
+    for (key, value) in defaults.iter_mut() {
+        match key.as_str() {
+            "ProductionAccountId" => *value = STAGING_ACCOUNT.into(),
+            "ProductionRoleArn" | "ProductionExternalId" | "DatabaseShareKmsKeyArn" => value.clear(),
+            "DatabaseMinCapacity" | "DatabaseMaxCapacity" => value.clear(),
+            _ => {}
+        }
+    }
+    let machines = StateMachines::new(&accounts.staging);
+    let arn = machines.create("understudy-refresh", "refresh.asl.json", &defaults).await;
+
+    let outcome = machines.start(&arn, "release-9", &json!({})).await.finish(TIMEOUT).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("restore"));
+    let instances = rds.describe_db_instances().send().await.unwrap();
+    let mut ids: Vec<_> =
+        instances.db_instances().iter().filter_map(|i| i.db_instance_identifier()).collect();
+    ids.sort();
+    assert_eq!(ids, ["app-production", "app-staging"], "no temporary or retired instance remains");
+    let staging =
+        instances.db_instances().iter().find(|i| i.db_instance_identifier() == Some("app-staging")).unwrap();
+    assert_eq!(staging.master_username(), Some("app_owner"), "restored from production's snapshot");
+    assert_eq!(staging.db_subnet_group().and_then(|g| g.db_subnet_group_name()), Some(STAGING_SUBNET_GROUP));
+    assert!(stack.password_works("instance", "app-staging", "app_owner", STAGING_PASSWORD));
+    assert!(!stack.password_works("instance", "app-staging", "app_owner", PRODUCTION_PASSWORD));
+    let production =
+        instances.db_instances().iter().find(|i| i.db_instance_identifier() == Some("app-production"));
+    assert!(
+        stack.password_works("instance", "app-production", "app_owner", PRODUCTION_PASSWORD),
+        "{production:?}"
+    );
+    assert_eq!(outcome.times_entered("Check the share copy"), 0, "nothing is shared within one account");
 }

@@ -27,6 +27,8 @@
 //! `GuardRailViolation` before any mutating call.
 
 mod databases;
+#[cfg(test)]
+mod mocked_tests;
 mod naming;
 
 use serde::{Deserialize, Serialize};
@@ -206,20 +208,56 @@ pub struct MemberStatus {
     pub status: String,
 }
 
+/// What `restore` answers.
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Restored {
+    /// The temporary database.
+    pub database: DatabaseRef,
+    /// A cluster's instances.
+    pub members: Vec<String>,
+}
+
 /// Everything an action needs, parsed and checked once.
-struct Refresh {
+pub struct Refresh {
     config: EnvironmentConfig,
     databases: Databases,
     snapshots: Snapshots,
 }
 
 impl Refresh {
+    /// A refresh of the config document `config` through staging's `rds`.
+    pub fn new(config: Value, rds: aws_sdk_rds::Client) -> Result<Self> {
+        Self::with_config(EnvironmentConfig::from_value(config)?, rds)
+    }
+
+    fn with_config(config: EnvironmentConfig, rds: aws_sdk_rds::Client) -> Result<Self> {
+        let database = config.require_database()?;
+        database.check_refresh()?;
+        Ok(Self {
+            databases: Databases::new(rds.clone(), database.kind),
+            snapshots: Snapshots::new(rds, database.kind),
+            config,
+        })
+    }
+
     fn database(&self) -> &DatabaseConfig {
         self.config.database.as_ref().expect("checked by Refresh::load")
     }
 
     fn target(&self) -> &str {
         self.database().target.as_deref().expect("checked by Refresh::load")
+    }
+
+    /// Whether the snapshot ARN `reference` belongs to another account than
+    /// staging's (so it is reached by ARN and, if encrypted, copied first).
+    fn is_foreign(&self, reference: &str) -> bool {
+        let Some(owner) = arn_account(reference) else { return false };
+        let production = &self.config.production;
+        match (&self.config.staging.account_id, &production.role_arn) {
+            (Some(staging), _) => owner != staging,
+            (None, Some(_)) => owner == production.account_id,
+            (None, None) => false,
+        }
     }
 
     /// The tags on everything this run makes in staging.
@@ -258,6 +296,40 @@ impl Refresh {
             )));
         }
         Ok(())
+    }
+
+    /// Restores `snapshot` under this run's temporary identifier, with a
+    /// cluster's instances. A retry that finds its own temporary database (the
+    /// restore answered `DBClusterAlreadyExistsFault`) carries on; one that finds
+    /// a database another run made stops with `GuardRailViolation`.
+    pub async fn restore_temporary(&self, run_id: &str, snapshot: &SnapshotRef) -> Result<Restored> {
+        let database = self.database();
+        let temporary = temporary_identifier(self.target(), run_id);
+        let found = self.snapshots.find(&snapshot.identifier).await?.ok_or_else(|| {
+            Error::SnapshotNotFound(format!(
+                "snapshot `{}` does not exist or is not shared with staging",
+                snapshot.identifier
+            ))
+        })?;
+        let tags = self.run_tags(run_id);
+        let kms_key = database.staging_kms_key_id.as_deref();
+        let created = self
+            .databases
+            .restore(&temporary, &found, &snapshot.identifier, &database.restore, kms_key, &tags)
+            .await?;
+        if !created {
+            let existing = self.databases.find(&temporary).await?.ok_or_else(|| {
+                Error::AwsTransient(format!("`{temporary}` was reported as existing but cannot be read yet"))
+            })?;
+            self.ensure_this_runs(&existing, run_id)?;
+        }
+        let mut members = Vec::new();
+        if database.kind == DatabaseKind::Cluster {
+            let engine = found.engine.as_deref().unwrap_or("aurora-postgresql");
+            members = self.databases.create_members(&temporary, engine, &database.restore, &tags).await?;
+        }
+        tracing::info!(database = %temporary, ?members, resumed = !created, "restoring into a temporary database");
+        Ok(Restored { database: DatabaseRef { kind: database.kind, identifier: temporary }, members })
     }
 
     async fn status(&self, identifier: &str) -> Result<DatabaseStatus> {
@@ -312,15 +384,8 @@ impl RestoreFunction {
 
     fn load(&self, config: Value) -> Result<Refresh> {
         let config = EnvironmentConfig::from_value(config)?;
-        let database = config.require_database()?;
-        database.check_refresh()?;
-        let staging = self.aws.staging(&config.staging);
-        let rds = rds_client(&staging);
-        Ok(Refresh {
-            databases: Databases::new(rds.clone(), database.kind),
-            snapshots: Snapshots::new(rds, database.kind),
-            config,
-        })
+        let rds = rds_client(&self.aws.staging(&config.staging));
+        Refresh::with_config(config, rds)
     }
 
     /// Read-only: the guard rails on the live staging database, so a run that
@@ -344,25 +409,25 @@ impl RestoreFunction {
     /// owns) before AWS restores it; every other snapshot restores as shared.
     async fn copy(&self, request: SnapshotRequest) -> Result<Value> {
         let refresh = self.load(request.config)?;
-        let shared = refresh.snapshots.find(&request.snapshot.identifier).await?.ok_or_else(|| {
+        let foreign = refresh.is_foreign(&request.snapshot.identifier);
+        let mut snapshot = request.snapshot;
+        if !foreign {
+            // Staging's own snapshot (a same-account setup): restored by identifier.
+            snapshot.identifier = snapshot.identifier.rsplit(':').next().unwrap_or_default().to_owned();
+        }
+        let shared = refresh.snapshots.find(&snapshot.identifier).await?.ok_or_else(|| {
             Error::SnapshotNotFound(format!(
                 "snapshot `{}` does not exist or is not shared with staging",
-                request.snapshot.identifier
+                snapshot.identifier
             ))
         })?;
-        let foreign = request.snapshot.identifier.starts_with("arn:");
         if refresh.database().kind == DatabaseKind::Cluster || !shared.encrypted || !foreign {
-            return to_json(serde_json::json!({"snapshot": request.snapshot, "copied": false}));
+            return to_json(serde_json::json!({"snapshot": snapshot, "copied": false}));
         }
         let identifier = naming::staging_copy_identifier(refresh.target(), &request.run_id);
         let key = refresh.database().staging_kms_key_id.clone().unwrap_or_else(|| "alias/aws/rds".into());
         let tags = refresh.run_tags(&request.run_id);
-        if refresh
-            .snapshots
-            .copy(&request.snapshot.identifier, &identifier, Some(&key), &tags)
-            .await?
-            .is_none()
-        {
+        if refresh.snapshots.copy(&snapshot.identifier, &identifier, Some(&key), &tags).await?.is_none() {
             let existing = refresh.snapshots.find(&identifier).await?;
             let ours =
                 existing.is_some_and(|s| tag_value(&s.tags, tags::RUN) == Some(request.run_id.as_str()));
@@ -379,35 +444,8 @@ impl RestoreFunction {
 
     async fn restore(&self, request: SnapshotRequest) -> Result<Value> {
         let refresh = self.load(request.config)?;
-        let database = refresh.database();
-        let temporary = temporary_identifier(refresh.target(), &request.run_id);
-        let snapshot = refresh.snapshots.find(&request.snapshot.identifier).await?.ok_or_else(|| {
-            Error::SnapshotNotFound(format!(
-                "snapshot `{}` does not exist or is not shared with staging",
-                request.snapshot.identifier
-            ))
-        })?;
-        let tags = refresh.run_tags(&request.run_id);
-        let kms_key = database.staging_kms_key_id.as_deref();
-        let created = refresh
-            .databases
-            .restore(&temporary, &snapshot, &request.snapshot.identifier, &database.restore, kms_key, &tags)
-            .await?;
-        if !created {
-            // A retried restore: carry on with our own temporary database, never adopt another.
-            let existing = refresh.databases.find(&temporary).await?.ok_or_else(|| {
-                Error::AwsTransient(format!("`{temporary}` was reported as existing but cannot be read yet"))
-            })?;
-            refresh.ensure_this_runs(&existing, &request.run_id)?;
-        }
-        let mut members = Vec::new();
-        if database.kind == DatabaseKind::Cluster {
-            let engine = snapshot.engine.as_deref().unwrap_or("aurora-postgresql");
-            members = refresh.databases.create_members(&temporary, engine, &database.restore, &tags).await?;
-        }
-        tracing::info!(database = %temporary, ?members, resumed = !created, "restoring into a temporary database");
-        let database = DatabaseRef { kind: database.kind, identifier: temporary };
-        to_json(serde_json::json!({"database": database, "members": members}))
+        let restored = refresh.restore_temporary(&request.run_id, &request.snapshot).await?;
+        to_json(restored)
     }
 
     async fn status(&self, request: StatusRequest) -> Result<Value> {
