@@ -3,6 +3,9 @@
 //! One binary (each extra one links the AWS SDK again).
 
 mod contracts;
+mod refresh_failures;
+mod refresh_guard_rails;
 mod refresh_state_machine;
+mod refresh_world;
 mod snapshot_function;
 mod snapshot_state_machine;

@@ -233,6 +233,9 @@ impl Refresh {
     fn with_config(config: EnvironmentConfig, rds: aws_sdk_rds::Client) -> Result<Self> {
         let database = config.require_database()?;
         database.check_refresh()?;
+        if let Some(staging) = &config.staging.account_id {
+            ensure_staging_is_not_production(&config, staging)?;
+        }
         Ok(Self {
             databases: Databases::new(rds.clone(), database.kind),
             snapshots: Snapshots::new(rds, database.kind),
@@ -352,6 +355,20 @@ impl Refresh {
     }
 }
 
+/// With a production role configured, production is another account: a staging
+/// account equal to it would restore and delete databases in production.
+fn ensure_staging_is_not_production(config: &EnvironmentConfig, staging_account: &str) -> Result<()> {
+    if config.production.role_arn.is_some() && staging_account == config.production.account_id {
+        let target = config.database.as_ref().and_then(|d| d.target.as_deref()).unwrap_or("the target");
+        return Err(Error::GuardRailViolation(format!(
+            "refusing to refresh `{target}`: staging runs in account {staging_account}, which is the production \
+             account (config.production.account_id; a production role is configured, so production must be \
+             another account)"
+        )));
+    }
+    Ok(())
+}
+
 fn to_json(value: impl Serialize) -> Result<Value> {
     Ok(serde_json::to_value(value).expect("answers serialize"))
 }
@@ -392,6 +409,10 @@ impl RestoreFunction {
     /// would be refused later is refused before it makes anything.
     async fn check(&self, request: RunRequest) -> Result<Value> {
         let refresh = self.load(request.config)?;
+        if refresh.config.staging.account_id.is_none() && refresh.config.production.role_arn.is_some() {
+            let own_account = self.own_account(&refresh).await?;
+            ensure_staging_is_not_production(&refresh.config, &own_account)?;
+        }
         let target = refresh.target();
         let live = refresh.databases.find(target).await?;
         if let Some(live) = &live {
@@ -403,6 +424,20 @@ impl RestoreFunction {
             "status": live.as_ref().map(|l| l.status.clone()),
             "asleep": live.as_ref().is_some_and(|l| is_asleep(&l.status)),
         }))
+    }
+
+    /// The account the functions run in (read-only `sts:GetCallerIdentity`).
+    async fn own_account(&self, refresh: &Refresh) -> Result<String> {
+        let sts = aws_sdk_sts::Client::new(&self.aws.staging(&refresh.config.staging));
+        let identity = sts
+            .get_caller_identity()
+            .send()
+            .await
+            .map_err(|e| Error::from_sdk("sts:GetCallerIdentity", e))?;
+        identity
+            .account()
+            .map(str::to_owned)
+            .ok_or_else(|| Error::AwsTransient("sts:GetCallerIdentity answered without an account".into()))
     }
 
     /// A shared, encrypted instance snapshot must be copied (with a key staging

@@ -1,0 +1,309 @@
+//! The refresh's guard rails, through the real state machine: a live target that
+//! is untagged, tagged `production`, the source itself, or in the production
+//! account fails the execution with `GuardRailViolation`, and the local stack's
+//! request recorder (every AWS request moto serves, in any account) shows no
+//! mutating call during the run. The recorder is shown to see the mutating calls
+//! of a valid run, so the zero count is not vacuous.
+
+use std::time::Instant;
+
+use aws_sdk_rds::types::Tag;
+use restore::{retired_identifier, temporary_identifier};
+use serde_json::{json, Value};
+use snapshot::snapshot_identifier;
+use understudy_tests::accounts::EXTERNAL_ID;
+use understudy_tests::state_machine::Outcome;
+use understudy_tests::{PRODUCTION_ACCOUNT, REGION, STAGING_ACCOUNT};
+
+use crate::refresh_world::{
+    mutating, mutating_counts, states_failing_with, tags_of, RefreshStack, SOURCE, STAGING_TAGS, TARGET,
+};
+
+/// Runs execution `name` with the recorder cleared right before it starts, and
+/// answers the outcome and every request recorded during the run.
+async fn run_recorded(world: &RefreshStack, arn: &str, name: &str, input: &Value) -> (Outcome, Vec<Value>) {
+    world.stack.take_requests();
+    let outcome = world.run(arn, name, input).await;
+    (outcome, world.stack.take_requests())
+}
+
+/// The test's own `StartExecution` is the one mutating call a run's window holds
+/// that the product did not make.
+fn is_the_tests_start_execution(record: &Value) -> bool {
+    record["service"] == "stepfunctions" && record["action"] == "StartExecution"
+}
+
+/// Asserts the run was refused by a guard rail at `Check the guard rails`
+/// (naming `resource`) and that nothing mutated anything in any account.
+fn assert_refused_without_changes(
+    world: &RefreshStack,
+    outcome: &Outcome,
+    requests: &[Value],
+    resource: &str,
+) {
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}\n{}", world.logs());
+    assert_eq!(outcome.error.as_deref(), Some("GuardRailViolation"), "{outcome:#?}");
+    let cause = outcome.cause.as_deref().unwrap_or_default();
+    assert!(cause.contains(resource), "the cause names `{resource}`: {cause}");
+    assert_eq!(
+        states_failing_with(outcome, "GuardRailViolation").first().map(String::as_str),
+        Some("Check the guard rails"),
+        "{outcome:#?}"
+    );
+    assert_eq!(outcome.times_entered("Create the snapshot"), 0, "{outcome:#?}");
+    let all_mutating = mutating(requests);
+    assert_eq!(
+        all_mutating.iter().filter(|r| is_the_tests_start_execution(r)).count(),
+        1,
+        "the recorder was live during the run (it saw the test start the execution): {requests:#?}"
+    );
+    let product_mutating: Vec<&Value> =
+        all_mutating.iter().filter(|r| !is_the_tests_start_execution(r)).collect();
+    assert!(product_mutating.is_empty(), "no mutating call in any account: {product_mutating:#?}");
+    eprintln!(
+        "refused `{resource}`: {} requests recorded, 0 mutating from the product: {:?}",
+        requests.len(),
+        requests
+            .iter()
+            .map(|r| format!(
+                "{}:{}",
+                r["service"].as_str().unwrap_or("?"),
+                r["action"].as_str().unwrap_or("?")
+            ))
+            .collect::<Vec<_>>()
+    );
+}
+
+fn rds_tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
+    pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
+}
+
+/// Creates an Aurora cluster with one instance in the functions' own account
+/// (staging, 123456789012), master user `owner`.
+async fn seed_cluster_in_own_account(
+    world: &RefreshStack,
+    identifier: &str,
+    owner: &str,
+    tags: &[(&str, &str)],
+) {
+    let rds = world.accounts.staging_rds();
+    rds.create_db_cluster()
+        .db_cluster_identifier(identifier)
+        .engine("aurora-postgresql")
+        .engine_version("15.4")
+        .master_username(owner)
+        .master_user_password("some-password-1")
+        .storage_encrypted(true)
+        .set_tags(Some(rds_tags(tags)))
+        .send()
+        .await
+        .expect("seed a cluster");
+    rds.create_db_instance()
+        .db_instance_identifier(format!("{identifier}-1"))
+        .db_cluster_identifier(identifier)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.serverless")
+        .send()
+        .await
+        .expect("seed its instance");
+}
+
+/// Asserts staging's cluster `identifier` is as before the run.
+async fn assert_unchanged(world: &RefreshStack, identifier: &str, resource_id: Option<&str>) {
+    let cluster = world.cluster(identifier).await.expect("still there");
+    assert_eq!(cluster.db_cluster_resource_id(), resource_id);
+    assert_eq!(cluster.status(), Some("available"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_untagged_target_is_refused_without_any_change_and_once_tagged_the_recorder_sees_the_refresh() {
+    let started = Instant::now();
+    let world = RefreshStack::start().await;
+    world.accounts.seed_production_cluster(SOURCE).await;
+    world.accounts.seed_staging_cluster(TARGET, &[("team", "web")]).await;
+    let before = world.cluster(TARGET).await.unwrap();
+    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+
+    let (outcome, requests) = run_recorded(&world, &arn, "deploy-untagged", &json!({})).await;
+
+    assert_refused_without_changes(&world, &outcome, &requests, TARGET);
+    assert!(outcome.cause.as_deref().unwrap_or_default().contains("staging tag"), "{outcome:#?}");
+    assert!(
+        requests.iter().any(|r| r["action"] == "DescribeDBClusters" && r["identifier"] == TARGET),
+        "the recorder saw the guard rail's read of the target: {requests:#?}"
+    );
+    assert_unchanged(&world, TARGET, before.db_cluster_resource_id()).await;
+    assert_eq!(tags_of(&before), tags_of(&world.cluster(TARGET).await.unwrap()));
+    assert_eq!(world.production_snapshot_ids().await, Vec::<String>::new(), "no snapshot was taken");
+
+    // The same world, with the staging tag on the target: the refresh runs, and
+    // the same recorder counts its mutating calls.
+    world
+        .accounts
+        .staging_rds()
+        .add_tags_to_resource()
+        .resource_name(before.db_cluster_arn().unwrap())
+        .set_tags(Some(rds_tags(STAGING_TAGS)))
+        .send()
+        .await
+        .unwrap();
+    let run = "deploy-tagged";
+    let (outcome, requests) = run_recorded(&world, &arn, run, &json!({})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", world.logs());
+    let counts = mutating_counts(&requests);
+    let mut table = format!(
+        "mutating calls of the valid seed-000 refresh `{run}` ({} requests in all):\n",
+        requests.len()
+    );
+    for (call, count) in &counts {
+        table.push_str(&format!("  {count:>3}  {call}\n"));
+    }
+    eprintln!("{table}");
+    let count =
+        |account: &str, action: &str| counts.get(&format!("{account} rds:{action}")).copied().unwrap_or(0);
+    for (account, action, at_least) in [
+        (PRODUCTION_ACCOUNT, "CreateDBClusterSnapshot", 1),
+        (PRODUCTION_ACCOUNT, "CopyDBClusterSnapshot", 1),
+        (PRODUCTION_ACCOUNT, "ModifyDBClusterSnapshotAttribute", 2),
+        (PRODUCTION_ACCOUNT, "DeleteDBClusterSnapshot", 1),
+        (STAGING_ACCOUNT, "RestoreDBClusterFromSnapshot", 1),
+        (STAGING_ACCOUNT, "CreateDBInstance", 1),
+        (STAGING_ACCOUNT, "ModifyDBCluster", 3),
+        (STAGING_ACCOUNT, "DeleteDBInstance", 1),
+        (STAGING_ACCOUNT, "DeleteDBCluster", 1),
+    ] {
+        assert!(count(account, action) >= at_least, "expected {at_least}+ {account} rds:{action}\n{table}");
+    }
+
+    // What the valid run modified is exactly what the guard rails allow.
+    let temporary = temporary_identifier(TARGET, run);
+    let retired = retired_identifier(TARGET, run);
+    let staging_databases =
+        [TARGET.to_owned(), format!("{TARGET}-1"), temporary.clone(), format!("{temporary}-1"), retired];
+    let snapshot = snapshot_identifier(run);
+    for record in mutating(&requests).iter().filter(|r| !is_the_tests_start_execution(r)) {
+        let identifier = record["identifier"].as_str().unwrap_or_default();
+        if record["account"] == STAGING_ACCOUNT {
+            assert!(
+                staging_databases.iter().any(|d| d == identifier),
+                "staging call outside the refresh: {record}"
+            );
+        } else {
+            assert_eq!(record["account"], PRODUCTION_ACCOUNT, "{record}");
+            let own_snapshot = identifier.starts_with(&snapshot);
+            let the_snapshot_call = record["action"] == "CreateDBClusterSnapshot" && identifier == SOURCE;
+            assert!(
+                own_snapshot || the_snapshot_call,
+                "production call outside this run's snapshots: {record}"
+            );
+        }
+    }
+    eprintln!("untagged-then-tagged scenario took {:.1} s", started.elapsed().as_secs_f32());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_tagged_production_is_refused_without_any_change() {
+    let world = RefreshStack::start().await;
+    world.accounts.seed_production_cluster(SOURCE).await;
+    world.accounts.seed_staging_cluster(TARGET, &[("understudy:environment", "production")]).await;
+    let before = world.cluster(TARGET).await.unwrap();
+    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+
+    let (outcome, requests) = run_recorded(&world, &arn, "deploy-tagged-production", &json!({})).await;
+
+    assert_refused_without_changes(&world, &outcome, &requests, TARGET);
+    assert_unchanged(&world, TARGET, before.db_cluster_resource_id()).await;
+    assert_eq!(world.production_snapshot_ids().await, Vec::<String>::new(), "no snapshot was taken");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_equal_to_the_source_in_a_same_account_setup_is_refused_without_any_change() {
+    let world = RefreshStack::start().await;
+    // Seed 003's kind of setup: production is the functions' own account, no role.
+    let database = "app-aurora";
+    seed_cluster_in_own_account(&world, database, "app_owner", STAGING_TAGS).await;
+    let before = world.cluster(database).await.unwrap();
+    let mut defaults = world.seed_000_defaults();
+    for (key, value) in defaults.iter_mut() {
+        match key.as_str() {
+            "ProductionAccountId" => *value = STAGING_ACCOUNT.into(),
+            "ProductionRoleArn" | "ProductionExternalId" | "DatabaseShareKmsKeyArn" => value.clear(),
+            "DatabaseSource" | "DatabaseTarget" => *value = database.into(),
+            _ => {}
+        }
+    }
+    let arn = world.state_machine("understudy-refresh", &defaults).await;
+
+    let (outcome, requests) = run_recorded(&world, &arn, "deploy-onto-itself", &json!({})).await;
+
+    assert_refused_without_changes(&world, &outcome, &requests, database);
+    assert!(outcome.cause.as_deref().unwrap_or_default().contains("source"), "{outcome:#?}");
+    assert_unchanged(&world, database, before.db_cluster_resource_id()).await;
+    let snapshots = world
+        .accounts
+        .staging_rds()
+        .describe_db_cluster_snapshots()
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap();
+    assert!(snapshots.db_cluster_snapshots().is_empty(), "no snapshot was taken");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_target_in_the_production_account_is_refused_without_any_change() {
+    let world = RefreshStack::start().await;
+    // The config says production is the functions' own account, reached through a
+    // role: so the staging-tagged target there is a production database.
+    seed_cluster_in_own_account(&world, SOURCE, "prod_admin", &[]).await;
+    world.accounts.seed_staging_cluster(TARGET, STAGING_TAGS).await;
+    let before = world.cluster(TARGET).await.unwrap();
+    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let input = json!({"production": {
+        "account_id": STAGING_ACCOUNT,
+        "region": REGION,
+        "role_arn": format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-production"),
+        "external_id": EXTERNAL_ID
+    }});
+
+    let (outcome, requests) = run_recorded(&world, &arn, "deploy-into-production", &input).await;
+
+    assert_refused_without_changes(&world, &outcome, &requests, TARGET);
+    assert!(outcome.cause.as_deref().unwrap_or_default().contains("production account"), "{outcome:#?}");
+    assert_unchanged(&world, TARGET, before.db_cluster_resource_id()).await;
+    assert_unchanged(&world, SOURCE, world.cluster(SOURCE).await.unwrap().db_cluster_resource_id()).await;
+    let snapshots = world
+        .accounts
+        .staging_rds()
+        .describe_db_cluster_snapshots()
+        .snapshot_type("manual")
+        .send()
+        .await
+        .unwrap();
+    assert!(snapshots.db_cluster_snapshots().is_empty(), "no snapshot was taken");
+}
+
+/// The same misconfiguration before staging's first refresh: no live target yet,
+/// so nothing to look at, but everything the run would create in "staging" lands
+/// in the production account, where understudy may only create snapshots.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_refresh_into_the_production_account_is_refused_without_any_change() {
+    let world = RefreshStack::start().await;
+    seed_cluster_in_own_account(&world, SOURCE, "prod_admin", &[]).await;
+    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let input = json!({"production": {
+        "account_id": STAGING_ACCOUNT,
+        "region": REGION,
+        "role_arn": format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-production"),
+        "external_id": EXTERNAL_ID
+    }});
+
+    let (outcome, requests) = run_recorded(&world, &arn, "first-deploy-into-production", &input).await;
+
+    let clusters = world.cluster_ids().await;
+    let states: Vec<_> =
+        outcome.events.iter().filter(|e| e.error.is_some()).map(|e| (&e.state, &e.error)).collect();
+    assert_eq!(clusters, [SOURCE], "nothing was created in the production account; failures: {states:?}");
+    assert_refused_without_changes(&world, &outcome, &requests, STAGING_ACCOUNT);
+}
