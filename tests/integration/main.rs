@@ -3,5 +3,7 @@
 //! One binary (each extra one links the AWS SDK again).
 
 mod contracts;
+mod mirror_function;
+mod mirror_state_machines;
 mod snapshot_function;
 mod snapshot_state_machine;

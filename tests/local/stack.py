@@ -78,6 +78,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
+import s3_fidelity  # noqa: E402
 import sam_template  # noqa: E402
 import slow_transitions  # noqa: E402
 
@@ -110,6 +111,8 @@ def moto_app() -> DomainDispatcherApplication:
         slow_transitions.install_for(service)
         return app
 
+    # Object tags follow the object across accounts, as on AWS (see s3_fidelity.py).
+    s3_fidelity.install()
     # What POST /moto-api/config does: execute state machine definitions.
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
     return DomainDispatcherApplication(create_app)
