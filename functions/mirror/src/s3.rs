@@ -53,6 +53,8 @@ pub struct Listed {
     pub etag: String,
     /// Storage class, when S3 lists one.
     pub storage_class: Option<String>,
+    /// Last-Modified, milliseconds since the epoch (0 when not listed).
+    pub modified_ms: i64,
 }
 
 impl Listed {
@@ -531,6 +533,7 @@ impl Listing {
                         size: object.size().unwrap_or(0).max(0) as u64,
                         etag: object.e_tag().unwrap_or_default().to_owned(),
                         storage_class: object.storage_class().map(|c| c.as_str().to_owned()),
+                        modified_ms: object.last_modified().and_then(|t| t.to_millis().ok()).unwrap_or(0),
                     });
                 }
                 if !page.is_empty() && sender.send(Ok(page)).await.is_err() {
@@ -567,7 +570,7 @@ mod tests {
     use super::*;
 
     fn listed(size: u64, etag: &str) -> Listed {
-        Listed { key: "k".into(), size, etag: etag.into(), storage_class: None }
+        Listed { key: "k".into(), size, etag: etag.into(), storage_class: None, modified_ms: 0 }
     }
 
     #[test]

@@ -18,6 +18,9 @@ use crate::{CompareMode, MirrorRequest, MirrorResponse, PlanRequest};
 
 /// Most keys one `DeleteObjects` call takes.
 const DELETE_BATCH: usize = 1000;
+/// Most extras a whole-prefix copy step holds to delete without listing again
+/// (about 1 MB for typical keys); beyond, the delete phase lists again.
+const MAX_HELD_EXTRAS: usize = 10_000;
 /// The longest safety margin kept before the Lambda deadline.
 const MAX_MARGIN: Duration = Duration::from_secs(60);
 
@@ -70,6 +73,10 @@ pub struct ResumeToken {
     /// Totals so far.
     #[serde(default)]
     pub counts: Counts,
+    /// Extras (target-only keys the filter covers) the copy phase has seen so
+    /// far; with none, there is no delete phase.
+    #[serde(default)]
+    pub extras: u64,
 }
 
 /// What the merge decides for an object present on both sides.
@@ -89,6 +96,10 @@ pub fn judge(source: &Listed, target: &Listed, mode: CompareMode) -> Verdict {
         Verdict::Copy
     } else if bare_etag(&source.etag) == bare_etag(&target.etag) {
         Verdict::Unchanged
+    } else if target.modified_ms < source.modified_ms {
+        // Written before the source's current version: cannot be a copy of it,
+        // whatever it records.
+        Verdict::Copy
     } else {
         match mode {
             CompareMode::Exact => Verdict::Check,
@@ -169,19 +180,41 @@ pub async fn run(
     buckets.check_guard_rails(&request.tag).await?;
 
     let mut counts = token.counts.clone();
+    let mut extras = token.extras;
+    let mut deleted_already = false;
     let stopped_after = match token.phase {
-        Phase::Copy => copy_phase(&buckets, &request, &filter, &token, &mut counts, stop_at).await?,
+        Phase::Copy => {
+            // When one invocation copies the whole prefix from the start, the whole
+            // copy phase is this invocation: once its copies all succeeded it may
+            // delete the extras it saw, without listing both sides again.
+            let whole_phase_here =
+                request.delete && token.start.is_none() && token.after.is_none() && token.until.is_none();
+            let copied =
+                copy_phase(&buckets, &request, &filter, &token, &mut counts, stop_at, whole_phase_here)
+                    .await?;
+            extras += copied.extras;
+            if let (None, Some(held)) = (&copied.stopped_after, copied.held_extras) {
+                delete_keys(&buckets, &request, held, &mut counts).await?;
+                deleted_already = true;
+            }
+            copied.stopped_after
+        }
         Phase::Delete if !request.delete => None,
         Phase::Delete => delete_phase(&buckets, &request, &filter, &token, &mut counts, stop_at).await?,
     };
     let resume = match (&stopped_after, token.phase) {
-        (Some(last), phase) => {
-            Some(ResumeToken { phase, after: Some(last.clone()), counts: counts.clone(), ..token.clone() })
-        }
-        (None, Phase::Copy) if request.delete => Some(ResumeToken {
+        (Some(last), phase) => Some(ResumeToken {
+            phase,
+            after: Some(last.clone()),
+            counts: counts.clone(),
+            extras,
+            ..token.clone()
+        }),
+        (None, Phase::Copy) if request.delete && !deleted_already && extras > 0 => Some(ResumeToken {
             phase: Phase::Delete,
             after: token.start.clone(),
             counts: counts.clone(),
+            extras,
             ..token.clone()
         }),
         (None, _) => None,
@@ -215,9 +248,18 @@ pub async fn run(
     })
 }
 
+/// What a copy step saw besides its counts.
+struct CopyStep {
+    /// The last key handled when it stopped for the deadline; `None` when the
+    /// range is finished.
+    stopped_after: Option<String>,
+    /// Extras seen (target-only keys the filter covers).
+    extras: u64,
+    /// Those extras (key, size), when asked to hold them and they were few enough.
+    held_extras: Option<Vec<(String, u64)>>,
+}
+
 /// Copies what is missing or different, in key order, `concurrency` at a time.
-/// Returns the last key handled when it stopped for the deadline, `None` when
-/// the range is finished.
 async fn copy_phase(
     buckets: &Arc<Buckets>,
     request: &MirrorRequest,
@@ -225,11 +267,14 @@ async fn copy_phase(
     token: &ResumeToken,
     counts: &mut Counts,
     stop_at: Instant,
-) -> Result<Option<String>> {
+    hold_extras: bool,
+) -> Result<CopyStep> {
     let mut source = buckets.listing(false, token.after.as_deref(), token.until.as_deref());
     let mut target = buckets.listing(true, token.after.as_deref(), token.until.as_deref());
     let mut tasks: JoinSet<Result<Done>> = JoinSet::new();
     let mut last: Option<String> = None;
+    let mut extras = 0;
+    let mut held: Option<Vec<(String, u64)>> = hold_extras.then(Vec::new);
     let stopped = loop {
         while let Some(done) = tasks.try_join_next() {
             record(counts, done)?;
@@ -245,8 +290,17 @@ async fn copy_phase(
         let Some(pair) = next_pair(&mut source, &mut target).await? else { break None };
         let key = pair.key().to_owned();
         let (object, check) = match pair {
-            // Extras wait for the delete phase.
-            Pair::TargetOnly(_) => (None, false),
+            // Extras wait until every copy succeeded.
+            Pair::TargetOnly(extra) => {
+                if filter.covers(&extra.key) {
+                    extras += 1;
+                    match &mut held {
+                        Some(keys) if keys.len() < MAX_HELD_EXTRAS => keys.push((extra.key, extra.size)),
+                        _ => held = None,
+                    }
+                }
+                (None, false)
+            }
             Pair::SourceOnly(_) | Pair::Both(..) if !filter.covers(&key) => {
                 counts.skipped += 1;
                 (None, false)
@@ -288,7 +342,38 @@ async fn copy_phase(
     while let Some(done) = tasks.join_next().await {
         record(counts, done)?;
     }
-    Ok(stopped)
+    Ok(CopyStep { held_extras: held.filter(|_| stopped.is_none()), stopped_after: stopped, extras })
+}
+
+/// Deletes `keys` (relative, with sizes) in batches, `concurrency` batches at a time.
+async fn delete_keys(
+    buckets: &Arc<Buckets>,
+    request: &MirrorRequest,
+    keys: Vec<(String, u64)>,
+    counts: &mut Counts,
+) -> Result<()> {
+    let mut tasks: JoinSet<Result<Done>> = JoinSet::new();
+    for batch in keys.chunks(DELETE_BATCH) {
+        let bytes: u64 = batch.iter().map(|(_, size)| size).sum();
+        if request.dry_run {
+            counts.deleted += batch.len() as u64;
+            counts.deleted_bytes += bytes;
+            continue;
+        }
+        if tasks.len() >= request.concurrency {
+            record(counts, tasks.join_next().await.expect("tasks are running"))?;
+        }
+        let keys: Vec<String> = batch.iter().map(|(key, _)| key.clone()).collect();
+        let buckets = Arc::clone(buckets);
+        tasks.spawn(async move {
+            buckets.delete_batch(&keys).await?;
+            Ok(Done::Deleted(keys.len() as u64, bytes))
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        record(counts, done)?;
+    }
+    Ok(())
 }
 
 /// Deletes the target's extras (covered by the filter, absent from the source)
@@ -405,6 +490,7 @@ pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instan
                 after: start.clone(),
                 until: until.clone(),
                 counts: Counts::default(),
+                extras: 0,
             });
             let mut value = serde_json::to_value(&mirror).expect("requests serialize");
             value["action"] = json!("mirror");
@@ -420,7 +506,7 @@ mod tests {
     use super::*;
 
     fn listed(size: u64, etag: &str) -> Listed {
-        Listed { key: "k".into(), size, etag: etag.into(), storage_class: None }
+        Listed { key: "k".into(), size, etag: etag.into(), storage_class: None, modified_ms: 10 }
     }
 
     #[test]
@@ -431,6 +517,12 @@ mod tests {
         assert_eq!(judge(&source, &listed(4, "\"aaa\""), CompareMode::Exact), Verdict::Copy);
         assert_eq!(judge(&source, &listed(3, "\"bbb\""), CompareMode::Exact), Verdict::Check);
         assert_eq!(judge(&source, &listed(3, "\"bbb\""), CompareMode::Etag), Verdict::Copy);
+        let older = Listed { modified_ms: 9, ..listed(3, "\"bbb\"") };
+        assert_eq!(
+            judge(&source, &older, CompareMode::Exact),
+            Verdict::Copy,
+            "older than the source: no check"
+        );
     }
 
     #[test]
