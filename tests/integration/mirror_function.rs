@@ -242,7 +242,7 @@ async fn the_multipart_path_is_byte_identical_and_a_second_run_copies_nothing() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tiny_deadline_forces_many_invocations_that_converge() {
     let stack = LocalStack::start_with(StackOptions {
-        env: vec![("UNDERSTUDY_DEADLINE_MS".into(), "1000".into())],
+        env: vec![("UNDERSTUDY_DEADLINE_MS".into(), "600".into())],
         ..StackOptions::default()
     });
     let accounts = world(&stack).await;
@@ -257,7 +257,7 @@ async fn a_tiny_deadline_forces_many_invocations_that_converge() {
         put(&staging, TARGET, &format!("k/{i:04}-extra"), b"extra").await;
     }
 
-    let answers = mirror_until_done(&stack, &request(json!({"concurrency": 2})), 100);
+    let answers = mirror_until_done(&stack, &request(json!({"concurrency": 1})), 200);
 
     let copy_steps = answers.iter().filter(|a| a["phase"] == "copy").count();
     let delete_steps = answers.iter().filter(|a| a["phase"] == "delete").count();
