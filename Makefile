@@ -16,6 +16,7 @@ help:
 	@echo "make local-up    start the local stack (moto + Lambda invoke host) in the background; prints exports"
 	@echo "make local-down  stop it"
 	@echo "make package     build arm64 Lambda zips with cargo-lambda (installed into .venv)"
+	@echo "make bench-mirror  the S3 mirror against aws s3 sync and rclone on a local garage (not in make test)"
 
 # Python side of the local stack: the pinned emulator and cfn-lint.
 $(VENV_STAMP): tests/local/requirements.txt
@@ -75,3 +76,26 @@ package: venv
 clean: local-down
 	$(CARGO) clean
 	rm -rf $(VENV) $(LOCAL)
+
+# The mirror benchmark (issue #4), not part of make test: garage 2.5.0 built once
+# into a cache outside the checkout (~12 min on 2 cores), rclone from Debian, the
+# AWS CLI in its own venv, the mirror and the delaying proxy in a release build.
+.PHONY: bench-mirror
+BENCH_VENV := .bench-venv
+GARAGE_ROOT ?= $(HOME)/.cache/understudy/garage-2.5.0
+GARAGE := $(GARAGE_ROOT)/bin/garage
+
+$(BENCH_VENV)/.installed: tests/bench/requirements.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/bench/requirements.txt
+	touch $@
+
+$(GARAGE):
+	nice -n 19 $(CARGO) install garage@2.5.0 --locked --root $(GARAGE_ROOT)
+
+bench-mirror: $(BENCH_VENV)/.installed $(GARAGE)
+	@command -v rclone > /dev/null || { apt-get update -qq && apt-get install -y -qq rclone; }
+	nice -n 10 $(CARGO) build --profile bench-mirror -p understudy-tests --bin mirror-cli --bin delay-proxy
+	@mkdir -p $(LOCAL)
+	python3 tests/bench/mirror_bench.py --garage $(GARAGE) --aws $(BENCH_VENV)/bin/aws \
+		--bin-dir target/bench-mirror --output $(LOCAL)/bench-mirror.json

@@ -260,6 +260,14 @@ pub struct BucketMirror {
     /// Key prefix to mirror; empty for the whole bucket.
     #[serde(default)]
     pub prefix: String,
+    /// Only keys (relative to `prefix`) matching one of these prefixes or globs
+    /// are mirrored; empty means all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Keys (relative to `prefix`) matching one of these prefixes or globs are
+    /// neither copied nor deleted.
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// The tag that selects staging's resources.

@@ -33,6 +33,9 @@ pub enum Error {
     /// The request would modify something understudy may not touch.
     #[error("{0}")]
     GuardRailViolation(String),
+    /// A bucket the request names does not exist (or is not visible to the caller).
+    #[error("{0}")]
+    BucketNotFound(String),
     /// AWS refused the caller (missing permission, role not assumable).
     #[error("{0}")]
     AccessDenied(String),
@@ -75,6 +78,7 @@ impl Error {
             Error::SnapshotFailed(_) => "SnapshotFailed",
             Error::SnapshotConflict(_) => "SnapshotConflict",
             Error::GuardRailViolation(_) => "GuardRailViolation",
+            Error::BucketNotFound(_) => "BucketNotFound",
             Error::AccessDenied(_) => "AccessDenied",
             Error::KmsKeyNotAccessible(_) => "KmsKeyNotAccessible",
             Error::QuotaExceeded(_) => "QuotaExceeded",

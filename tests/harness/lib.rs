@@ -6,6 +6,7 @@
 //! when the test fails.
 
 pub mod accounts;
+pub mod buckets;
 pub mod invoke;
 pub mod stack;
 pub mod state_machine;

@@ -3,6 +3,8 @@
 //! One binary (each extra one links the AWS SDK again).
 
 mod contracts;
+mod mirror_function;
+mod mirror_state_machines;
 mod refresh_failures;
 mod refresh_guard_rails;
 mod refresh_state_machine;

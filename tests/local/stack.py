@@ -162,6 +162,7 @@ from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
+import s3_fidelity  # noqa: E402
 import sam_template  # noqa: E402
 import seed  # noqa: E402
 import slow_transitions  # noqa: E402
@@ -196,6 +197,8 @@ def moto_app() -> traffic.Interceptor:
         rds_fidelity.install_for(service)
         return app
 
+    # Object tags follow the object across accounts, as on AWS (see s3_fidelity.py).
+    s3_fidelity.install()
     # What POST /moto-api/config does: execute state machine definitions.
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
     # Every AWS request moto serves, on either port, is recorded and may be failed.

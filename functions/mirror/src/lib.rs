@@ -1,0 +1,274 @@
+//! The mirror function: makes a staging bucket (and prefix) an exact copy of a
+//! production bucket (and prefix), server-side, in memory that does not grow
+//! with the bucket, resuming across invocations.
+//!
+//! Actions:
+//! - `mirror`: one step of one phase over one key range. The copy phase merges
+//!   the two sorted listings and copies what is missing or different; the delete
+//!   phase (run only after the whole copy phase succeeded) merges them again and
+//!   deletes the target's extras in batches of 1000. Before the Lambda deadline
+//!   it stops taking work and returns a resume token; `next` is the request to
+//!   send next (null when done).
+//! - `plan`: turns `config.buckets`-style entries into the first `mirror`
+//!   request of each key range (`shards` ranges per bucket), for the state
+//!   machines' `Map` states.
+
+mod filter;
+mod plan;
+pub mod s3;
+mod sync;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::time::Instant;
+use understudy_shared::aws::{s3_client, AwsContext};
+use understudy_shared::config::{BucketMirror, StagingAccount, TagSelector};
+use understudy_shared::request::ActionRequest;
+use understudy_shared::{Error, Result};
+
+pub use filter::KeyFilter;
+pub use plan::Boundaries;
+pub use s3::{Location, SOURCE_ETAG_KEY};
+pub use sync::{Counts, Phase, ResumeToken};
+
+/// Default number of copies (or delete batches) in flight.
+pub const DEFAULT_CONCURRENCY: usize = 128;
+/// Default size above which a single-part object is copied in parts (AWS's
+/// `CopyObject` limit).
+pub const DEFAULT_MULTIPART_THRESHOLD: u64 = s3::MAX_COPY_OBJECT_BYTES;
+/// Default part size for those copies.
+pub const DEFAULT_PART_SIZE: u64 = 512 * 1024 * 1024;
+
+/// How an object that exists on both sides is judged unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CompareMode {
+    /// Sizes equal and content identity equal: the ETags are equal, or (when
+    /// they differ, as under SSE-KMS) the target records the source's ETag in
+    /// `x-amz-meta-understudy-source-etag` (one `HeadObject` to read it).
+    #[default]
+    Exact,
+    /// Sizes and ETags equal; no `HeadObject`. Exact for buckets without SSE-KMS,
+    /// recopies SSE-KMS objects every run.
+    Etag,
+}
+
+/// `{"action": "mirror", "source": {...}, "target": {...}, ...}`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorRequest {
+    /// The production bucket and prefix (only read).
+    pub source: Location,
+    /// The staging bucket and prefix.
+    pub target: Location,
+    /// Only keys (relative to the prefix) matching one of these prefixes or globs.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Keys matching one of these are neither copied nor deleted.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Delete the target's extras after the copy phase (default true).
+    #[serde(default = "yes")]
+    pub delete: bool,
+    /// Count what would be copied and deleted, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// See [`CompareMode`].
+    #[serde(default)]
+    pub compare: CompareMode,
+    /// Copies (or delete batches) in flight (1-1024).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Single-part objects above this many bytes are copied in parts.
+    #[serde(default = "default_threshold")]
+    pub multipart_threshold_bytes: u64,
+    /// Part size of those copies (5 MiB - 5 GiB).
+    #[serde(default = "default_part_size")]
+    pub part_size_bytes: u64,
+    /// The tag the target bucket must carry.
+    #[serde(default)]
+    pub tag: TagSelector,
+    /// Where to go on: the `resume` of the previous answer (or a range from
+    /// `plan`); absent to start the copy phase of the whole prefix.
+    #[serde(default)]
+    pub resume: Option<ResumeToken>,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_concurrency() -> usize {
+    DEFAULT_CONCURRENCY
+}
+fn default_threshold() -> u64 {
+    DEFAULT_MULTIPART_THRESHOLD
+}
+fn default_part_size() -> u64 {
+    DEFAULT_PART_SIZE
+}
+
+impl MirrorRequest {
+    fn check(&self) -> Result<()> {
+        let invalid = |path: &str, message: String| {
+            Err(Error::InvalidInput(format!("invalid input at `{path}`: {message}")))
+        };
+        if self.source.bucket.is_empty() {
+            return invalid("source.bucket", "must not be empty".into());
+        }
+        if self.target.bucket.is_empty() {
+            return invalid("target.bucket", "must not be empty".into());
+        }
+        if !(1..=1024).contains(&self.concurrency) {
+            return invalid("concurrency", format!("must be 1-1024, got {}", self.concurrency));
+        }
+        if !(s3::MIN_PART_BYTES..=s3::MAX_COPY_OBJECT_BYTES).contains(&self.part_size_bytes) {
+            return invalid("part_size_bytes", "must be between 5 MiB and 5 GiB (S3's part limits)".into());
+        }
+        if self.multipart_threshold_bytes < s3::MIN_PART_BYTES {
+            return invalid("multipart_threshold_bytes", "must be at least 5 MiB".into());
+        }
+        if let Some(token) = &self.resume {
+            if let (Some(after), Some(until)) = (&token.after, &token.until) {
+                if after >= until {
+                    return invalid(
+                        "resume",
+                        format!("`after` ({after}) must sort before `until` ({until})"),
+                    );
+                }
+            }
+        }
+        KeyFilter::new(&self.include, &self.exclude).map(|_| ())
+    }
+}
+
+/// `{"action": "plan", "buckets": [...], "tag": {...}, "shards": 8}`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRequest {
+    /// What to mirror (the config document's `buckets`).
+    pub buckets: Vec<BucketMirror>,
+    /// The staging tag (the config document's `tag`).
+    #[serde(default)]
+    pub tag: TagSelector,
+    /// Key ranges per bucket (1 = no listing, one range). A numeric string is
+    /// accepted too (definition substitutions are strings).
+    #[serde(default = "one", deserialize_with = "number_or_numeric_string")]
+    pub shards: usize,
+    /// Passed on to every request (see [`MirrorRequest`]).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Passed on (see [`MirrorRequest`]); default the function's.
+    #[serde(default)]
+    pub concurrency: Option<usize>,
+    /// The staging account section of the config (accepted and ignored, so the
+    /// config document's sections can be passed as they are).
+    #[serde(default)]
+    pub staging: Option<StagingAccount>,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn number_or_numeric_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum NumberOrString {
+        Number(usize),
+        String(String),
+    }
+    match NumberOrString::deserialize(deserializer)? {
+        NumberOrString::Number(n) => Ok(n),
+        NumberOrString::String(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| serde::de::Error::custom(format!("expected a whole number, got `{s}`"))),
+    }
+}
+
+/// The function's requests, by action.
+#[derive(Debug)]
+pub enum MirrorFunctionRequest {
+    /// See [`MirrorRequest`].
+    Mirror(Box<MirrorRequest>),
+    /// See [`PlanRequest`].
+    Plan(PlanRequest),
+}
+
+impl MirrorFunctionRequest {
+    /// Parses a payload; errors name the offending field.
+    pub fn parse(payload: Value) -> Result<Self> {
+        let request = ActionRequest::new(payload)?;
+        match request.action() {
+            "mirror" => {
+                let mirror: MirrorRequest = request.fields()?;
+                mirror.check()?;
+                Ok(Self::Mirror(Box::new(mirror)))
+            }
+            "plan" => {
+                let plan: PlanRequest = request.fields()?;
+                if !(1..=1000).contains(&plan.shards) {
+                    return Err(Error::InvalidInput(format!(
+                        "invalid input at `shards`: must be 1-1000, got {}",
+                        plan.shards
+                    )));
+                }
+                Ok(Self::Plan(plan))
+            }
+            _ => Err(request.unknown_action(&["mirror", "plan"])),
+        }
+    }
+}
+
+/// What `mirror` answers.
+#[derive(Debug, Clone, Serialize)]
+pub struct MirrorResponse {
+    /// True when both phases of this range are finished.
+    pub done: bool,
+    /// The phase this invocation worked on.
+    pub phase: Phase,
+    /// True when that phase is finished for this range.
+    pub phase_done: bool,
+    /// Whether nothing was changed (counts are what would have been done).
+    pub dry_run: bool,
+    /// Totals for this range so far (all invocations).
+    pub counts: Counts,
+    /// Where the next invocation goes on; null when done.
+    pub resume: Option<ResumeToken>,
+    /// The complete request for the next invocation; null when done.
+    pub next: Option<Value>,
+}
+
+/// The function's handler, holding the AWS config built once per cold start.
+pub struct MirrorFunction {
+    aws: AwsContext,
+}
+
+impl MirrorFunction {
+    /// A handler using `aws` (staging's own credentials) for every call.
+    pub fn new(aws: AwsContext) -> Self {
+        Self { aws }
+    }
+
+    fn client(&self) -> aws_sdk_s3::Client {
+        use aws_sdk_s3::config::retry::RetryConfig;
+        let base = s3_client(&self.aws.staging(&StagingAccount::default()));
+        // SlowDown and 5xx are retried with exponential backoff and jitter by the SDK.
+        let retry = RetryConfig::standard()
+            .with_max_attempts(8)
+            .with_initial_backoff(std::time::Duration::from_millis(100))
+            .with_max_backoff(std::time::Duration::from_secs(20));
+        aws_sdk_s3::Client::from_conf(base.config().to_builder().retry_config(retry).build())
+    }
+
+    /// Handles one invocation that must end before `deadline`.
+    pub async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value> {
+        match MirrorFunctionRequest::parse(payload)? {
+            MirrorFunctionRequest::Mirror(request) => {
+                let response = sync::run(self.client(), *request, deadline).await?;
+                Ok(serde_json::to_value(response).expect("responses serialize"))
+            }
+            MirrorFunctionRequest::Plan(request) => sync::plan(self.client(), request, deadline).await,
+        }
+    }
+}

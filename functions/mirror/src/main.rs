@@ -1,0 +1,12 @@
+//! Wiring only: tracing, AWS config once per cold start, the runtime loop.
+
+use mirror::MirrorFunction;
+use understudy_shared::aws::AwsContext;
+use understudy_shared::runtime;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    runtime::init_tracing();
+    let function = MirrorFunction::new(AwsContext::from_env().await);
+    runtime::serve_with_deadline(|payload, deadline| function.handle(payload, deadline)).await
+}

@@ -1,0 +1,39 @@
+//! `mirror-cli`: the mirror function's handler run locally against any S3
+//! endpoint (`AWS_ENDPOINT_URL`, the usual credential variables), following each
+//! answer's `next` until done, as the state machine does; each step gets a
+//! 15-minute deadline like the deployed function. For `make bench-mirror`.
+//!
+//! Usage: mirror-cli '<mirror request JSON>'  → prints `{"seconds", "steps", "counts"}`
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use mirror::MirrorFunction;
+use serde_json::{json, Value};
+use understudy_shared::aws::AwsContext;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let request = std::env::args().nth(1).expect("usage: mirror-cli '<mirror request JSON>'");
+    let mut next: Value = serde_json::from_str(&request).expect("the request is JSON");
+    let function = MirrorFunction::new(AwsContext::from_env().await);
+    let started = Instant::now();
+    let mut steps = 0;
+    loop {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+        let answer = match function.handle(next, deadline).await {
+            Ok(answer) => answer,
+            Err(error) => {
+                eprintln!("{}: {error}", error.error_type());
+                return ExitCode::FAILURE;
+            }
+        };
+        steps += 1;
+        if answer["done"] == true {
+            let seconds = started.elapsed().as_secs_f64();
+            println!("{}", json!({"seconds": seconds, "steps": steps, "counts": answer["counts"]}));
+            return ExitCode::SUCCESS;
+        }
+        next = answer["next"].clone();
+    }
+}
