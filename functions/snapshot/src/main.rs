@@ -1,5 +1,9 @@
 //! Wiring only: tracing, AWS config once per cold start, the runtime loop.
 
+// The runtime loop around an async handler nests deep futures; a cold build can
+// exceed the default query depth computing their layout (seen on a fresh clone).
+#![recursion_limit = "256"]
+
 use snapshot::SnapshotFunction;
 use understudy_shared::aws::AwsContext;
 use understudy_shared::runtime;
