@@ -78,6 +78,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
+import s3_faults  # noqa: E402
 import s3_fidelity  # noqa: E402
 import sam_template  # noqa: E402
 import slow_transitions  # noqa: E402
@@ -104,7 +105,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def moto_app() -> DomainDispatcherApplication:
+def moto_app() -> Callable:
     def create_app(service: str) -> Any:
         app = create_backend_app(service)
         # moto builds a service's app before serving its first request.
@@ -115,7 +116,8 @@ def moto_app() -> DomainDispatcherApplication:
     s3_fidelity.install()
     # What POST /moto-api/config does: execute state machine definitions.
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
-    return DomainDispatcherApplication(create_app)
+    # UNDERSTUDY_S3_SLOWDOWN_EVERY=N throttles every Nth S3 copy (see s3_faults.py).
+    return s3_faults.wrap(DomainDispatcherApplication(create_app))
 
 
 def invoke_app(host: lambda_host.InvokeHost, moto: DomainDispatcherApplication) -> Callable:
