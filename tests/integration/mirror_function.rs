@@ -386,3 +386,26 @@ fn every_mirror_event_parses() {
     }
     assert!(parsed >= 3, "{parsed} mirror events");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_copies_are_retried_with_backoff_until_the_mirror_converges() {
+    let stack = LocalStack::start_with(StackOptions {
+        env: vec![("UNDERSTUDY_S3_SLOWDOWN_EVERY".into(), "3".into())],
+        ..StackOptions::default()
+    });
+    let accounts = world(&stack).await;
+    for i in 0..30 {
+        put(&accounts.production_s3(), SOURCE, &format!("t/{i:02}"), format!("throttled {i}").as_bytes())
+            .await;
+    }
+
+    let answers = mirror_until_done(&stack, &request(json!({})), 10);
+
+    assert_eq!(counts(&answers)["copied"], 30, "{answers:#?}");
+    assert_identical(&accounts).await;
+    let launcher_log = std::fs::read_to_string(stack.log_dir.join("stack.log")).unwrap_or_default();
+    assert!(
+        launcher_log.contains("injected SlowDown #10"),
+        "a third of the copies were throttled: {launcher_log}"
+    );
+}

@@ -162,6 +162,7 @@ from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
+import s3_faults  # noqa: E402
 import s3_fidelity  # noqa: E402
 import sam_template  # noqa: E402
 import seed  # noqa: E402
@@ -188,7 +189,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def moto_app() -> traffic.Interceptor:
+def moto_app() -> Callable:
     def create_app(service: str) -> Any:
         app = create_backend_app(service)
         # moto builds a service's app before serving its first request. The fidelity
@@ -201,8 +202,10 @@ def moto_app() -> traffic.Interceptor:
     s3_fidelity.install()
     # What POST /moto-api/config does: execute state machine definitions.
     moto_api_backend.set_config({"stepfunctions": {"execute_state_machine": True}})
+    # UNDERSTUDY_S3_SLOWDOWN_EVERY=N throttles every Nth S3 copy (see s3_faults.py).
     # Every AWS request moto serves, on either port, is recorded and may be failed.
-    return traffic.Interceptor(DomainDispatcherApplication(create_app))
+    # (The interceptor reads moto's dispatcher, so the SlowDown wrapper goes outside it.)
+    return s3_faults.wrap(traffic.Interceptor(DomainDispatcherApplication(create_app)))
 
 
 def control_apps(region: str) -> dict[str, Callable]:

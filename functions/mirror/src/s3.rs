@@ -302,6 +302,12 @@ impl Buckets {
             CopyPlan::Parts(parts) => parts,
             _ => self.source_layout(&source_key, object.parts().unwrap_or(1)).await?,
         };
+        if parts.iter().map(|(_, len)| len).sum::<u64>() != object.size {
+            // The part sizes come from a newer version; the next attempt lists again.
+            return Err(Error::AwsTransient(format!(
+                "`{source_key}` changed while its part layout was read; retry the step"
+            )));
+        }
         let tags = self
             .s3
             .get_object_tagging()
