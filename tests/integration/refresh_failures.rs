@@ -69,6 +69,19 @@ async fn assert_share_cleaned_up(world: &RefreshStack, runs: &[&str]) {
 
 /// Asserts the live staging cluster is still the one seeded: same resource id,
 /// staging's own master user and password, its instance, usable.
+/// After an undone failure: the old cluster is live and usable under the target,
+/// with only its own instance, nothing the run made is left, the share is cleaned up.
+async fn assert_staging_as_before(world: &RefreshStack, resource_id: Option<&str>, run: &str) {
+    assert_old_staging_is_live(world, resource_id).await;
+    assert_eq!(world.cluster_ids().await, [TARGET], "no retired or temporary cluster remains");
+    assert_eq!(
+        world.instance_ids().await,
+        [format!("{TARGET}-1")],
+        "the temporary cluster's instance is gone"
+    );
+    assert_share_cleaned_up(world, &[run]).await;
+}
+
 async fn assert_old_staging_is_live(world: &RefreshStack, resource_id: Option<&str>) {
     let live = world.usable_cluster(TARGET).await;
     assert_eq!(live.db_cluster_resource_id(), resource_id, "the same cluster as before the run");
@@ -166,10 +179,7 @@ async fn a_restore_failing_before_the_swap_leaves_live_staging_untouched_and_a_r
         renames_or_deletes.iter().all(|r| r["action"] == "RestoreDBClusterFromSnapshot"),
         "nothing but the failed restore was attempted on staging's databases: {renames_or_deletes:#?}"
     );
-    assert_old_staging_is_live(&world, before.db_cluster_resource_id()).await;
-    assert_eq!(world.cluster_ids().await, [TARGET], "no temporary cluster");
-    assert_eq!(world.instance_ids().await, [format!("{TARGET}-1")], "no temporary instance");
-    assert_share_cleaned_up(&world, &[run]).await;
+    assert_staging_as_before(&world, before.db_cluster_resource_id(), run).await;
 
     assert_rerun_converges(&world, &arn, run, rerun).await;
     eprintln!("before-the-swap scenario took {:.1} s", started.elapsed().as_secs_f32());
@@ -223,14 +233,7 @@ async fn a_second_rename_failing_between_the_renames_is_undone_and_a_rerun_conve
         [(temporary.as_str(), 200), (TARGET, 200), (temporary.as_str(), 400), (retired.as_str(), 200)],
         "prepare, rename aside, the failed rename into place, the undo's rename back"
     );
-    assert_old_staging_is_live(&world, before.db_cluster_resource_id()).await;
-    assert_eq!(world.cluster_ids().await, [TARGET], "no retired or temporary cluster remains");
-    assert_eq!(
-        world.instance_ids().await,
-        [format!("{TARGET}-1")],
-        "the temporary cluster's instance is gone"
-    );
-    assert_share_cleaned_up(&world, &[run]).await;
+    assert_staging_as_before(&world, before.db_cluster_resource_id(), run).await;
 
     assert_rerun_converges(&world, &arn, run, rerun).await;
     eprintln!("between-the-renames scenario took {:.1} s", started.elapsed().as_secs_f32());
@@ -270,14 +273,7 @@ async fn a_failure_while_waiting_for_the_rename_aside_is_undone_and_a_rerun_conv
         r["action"] == "ModifyDBCluster" && r["identifier"] == retired.as_str() && r["status"] == 200
     });
     assert!(renamed_back, "the undo renamed the retired database back: {requests:#?}");
-    assert_old_staging_is_live(&world, before.db_cluster_resource_id()).await;
-    assert_eq!(world.cluster_ids().await, [TARGET], "no retired or temporary cluster remains");
-    assert_eq!(
-        world.instance_ids().await,
-        [format!("{TARGET}-1")],
-        "the temporary cluster's instance is gone"
-    );
-    assert_share_cleaned_up(&world, &[run]).await;
+    assert_staging_as_before(&world, before.db_cluster_resource_id(), run).await;
 
     assert_rerun_converges(&world, &arn, run, rerun).await;
     eprintln!("waiting-for-the-rename-aside scenario took {:.1} s", started.elapsed().as_secs_f32());
