@@ -17,6 +17,7 @@ help:
 	@echo "make local-down  stop it"
 	@echo "make package     build arm64 Lambda zips with cargo-lambda (installed into .venv)"
 	@echo "make bench-mirror  the S3 mirror against aws s3 sync and rclone on a local garage (not in make test)"
+	@echo "make bench-scale   scale-to-zero's AWS calls and time on a seeded staging of 250 resources (not in make test)"
 
 # Python side of the local stack: the pinned emulator and cfn-lint.
 $(VENV_STAMP): tests/local/requirements.txt
@@ -99,3 +100,12 @@ bench-mirror: $(BENCH_VENV)/.installed $(GARAGE)
 	@mkdir -p $(LOCAL)
 	python3 tests/bench/mirror_bench.py --garage $(GARAGE) --aws $(BENCH_VENV)/bin/aws \
 		--bin-dir target/bench-mirror --output $(LOCAL)/bench-mirror.json
+
+# scale-to-zero's cost (issue #5), not part of make test: the real debug binary in the
+# local stack, slow transitions off, on 200 ECS services and 50 databases seeded in
+# staging plus bystanders it must not touch; calls per phase from the request recorder,
+# then the wake-restores-everything check (see tests/bench/scale_bench.py).
+.PHONY: bench-scale
+bench-scale: venv build
+	@mkdir -p $(LOCAL)
+	$(PYTHON) tests/bench/scale_bench.py --bin-dir target/debug --output $(LOCAL)/bench-scale.json

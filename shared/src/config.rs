@@ -14,7 +14,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::request::parse_at_path;
+use crate::request::parse_under;
 use crate::{tags, Error, Result};
 
 /// The whole document. Unknown fields are refused, so a typo is an error.
@@ -44,6 +44,9 @@ pub struct EnvironmentConfig {
     /// How many of understudy's snapshots to keep.
     #[serde(default)]
     pub retention: Retention,
+    /// What `sleep` and `wake` scale, and how (the scale-to-zero function).
+    #[serde(default)]
+    pub scale: crate::scale::ScaleSettings,
 }
 
 /// The production account. Without `role_arn` production is the functions' own
@@ -298,11 +301,18 @@ pub struct PollIntervals {
     /// Between database status checks: restore, rename, start (default 30).
     #[serde(default = "default_snapshot_poll", deserialize_with = "number_or_numeric_string")]
     pub database_seconds: u32,
+    /// Between checks that woken services are stable (default 15).
+    #[serde(default = "default_service_poll", deserialize_with = "number_or_numeric_string")]
+    pub service_seconds: u32,
 }
 
 impl Default for PollIntervals {
     fn default() -> Self {
-        Self { snapshot_seconds: default_snapshot_poll(), database_seconds: default_snapshot_poll() }
+        Self {
+            snapshot_seconds: default_snapshot_poll(),
+            database_seconds: default_snapshot_poll(),
+            service_seconds: default_service_poll(),
+        }
     }
 }
 
@@ -323,14 +333,18 @@ impl Default for Retention {
 
 /// The deployed stack fills unset SAM parameters in as empty strings; an empty
 /// optional field means "not set".
-fn empty_as_none<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<String>, D::Error> {
+pub(crate) fn empty_as_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
     let value: Option<String> = Option::deserialize(deserializer)?;
     Ok(value.filter(|s| !s.is_empty()))
 }
 
 /// Definition substitutions are strings, so the deployed defaults carry numbers
 /// as `"30"`; the validated config that later states use has real numbers.
-fn number_or_numeric_string<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+pub(crate) fn number_or_numeric_string<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<u32, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum NumberOrString {
@@ -354,7 +368,9 @@ fn optional_number<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<
     }
 }
 
-fn optional_float<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+pub(crate) fn optional_float<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<f64>, D::Error> {
     match Option::<Value>::deserialize(deserializer)? {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => Ok(n.as_f64()),
@@ -369,7 +385,7 @@ fn optional_float<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<O
 }
 
 /// `true`/`false`, also as the strings a definition substitution produces.
-fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+pub(crate) fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
     match Value::deserialize(deserializer)? {
         Value::Bool(b) => Ok(b),
         Value::String(s) if s.eq_ignore_ascii_case("true") => Ok(true),
@@ -380,7 +396,7 @@ fn flag<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Er
 
 /// A list of strings, or one comma-separated string (a SAM `CommaDelimitedList`
 /// substituted into a definition).
-fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
+pub(crate) fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -397,14 +413,17 @@ fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-fn default_environment() -> String {
+pub(crate) fn default_environment() -> String {
     "staging".into()
 }
 fn default_tag_key() -> String {
     tags::ENVIRONMENT.into()
 }
-fn default_snapshot_poll() -> u32 {
+pub(crate) fn default_snapshot_poll() -> u32 {
     30
+}
+fn default_service_poll() -> u32 {
+    15
 }
 fn default_keep() -> u32 {
     3
@@ -414,16 +433,7 @@ impl EnvironmentConfig {
     /// Parses and checks a config document; errors name the field as
     /// `config.<path>`.
     pub fn from_value(value: Value) -> Result<Self> {
-        let config: Self = parse_at_path(value).map_err(|err| match err {
-            Error::InvalidInput(message) => Error::InvalidInput(
-                message.replacen("invalid input at `", "invalid input at `config.", 1).replacen(
-                    "invalid input: ",
-                    "invalid input at `config`: ",
-                    1,
-                ),
-            ),
-            other => other,
-        })?;
+        let config: Self = parse_under("config", value)?;
         config.check()?;
         Ok(config)
     }
@@ -458,6 +468,7 @@ impl EnvironmentConfig {
                 check_identifier("config.database.target", target)?;
             }
         }
+        self.scale.check()?;
         if self.poll.snapshot_seconds == 0 {
             return Err(invalid("config.poll.snapshot_seconds", "must be at least 1".into()));
         }
@@ -476,7 +487,7 @@ impl EnvironmentConfig {
     }
 }
 
-fn invalid(path: &str, message: String) -> Error {
+pub(crate) fn invalid(path: &str, message: String) -> Error {
     Error::InvalidInput(format!("invalid input at `{path}`: {message}"))
 }
 

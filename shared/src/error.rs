@@ -49,6 +49,10 @@ pub enum Error {
     /// A staging database the request names does not exist.
     #[error("{0}")]
     DatabaseNotFound(String),
+    /// A staging resource the request lists by name (an ECS service, an EC2
+    /// instance, an Auto Scaling group, a database) does not exist.
+    #[error("{0}")]
+    ResourceNotFound(String),
     /// The resource is in a state that does not allow the call yet (a database
     /// still modifying or renaming, a name not yet released); retry.
     #[error("{0}")]
@@ -83,6 +87,7 @@ impl Error {
             Error::KmsKeyNotAccessible(_) => "KmsKeyNotAccessible",
             Error::QuotaExceeded(_) => "QuotaExceeded",
             Error::DatabaseNotFound(_) => "DatabaseNotFound",
+            Error::ResourceNotFound(_) => "ResourceNotFound",
             Error::ResourceBusy(_) => "ResourceBusy",
             Error::Throttled(_) => "Throttled",
             Error::AwsTransient(_) => "AwsTransient",
@@ -131,7 +136,11 @@ impl Error {
                 | "InvalidDBInstanceStateFault"
                 | "InvalidDBClusterSnapshotStateFault"
                 | "InvalidDBSnapshotState"
-                | "InvalidDBSnapshotStateFault",
+                | "InvalidDBSnapshotStateFault"
+                | "IncorrectInstanceState"
+                | "ScalingActivityInProgress"
+                | "ResourceContention"
+                | "ConcurrentUpdateException",
             ) => Error::ResourceBusy(message),
             Some(c) if c.contains("QuotaExceeded") => Error::QuotaExceeded(message),
             Some("InternalFailure" | "InternalError" | "ServiceUnavailable") => Error::AwsTransient(message),

@@ -11,6 +11,7 @@ pub mod guard;
 pub mod rds;
 pub mod request;
 pub mod runtime;
+pub mod scale;
 pub mod tags;
 
 pub use error::{Error, Result};

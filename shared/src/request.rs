@@ -72,6 +72,21 @@ pub fn parse_at_path<T: DeserializeOwned>(value: Value) -> Result<T> {
     })
 }
 
+/// [`parse_at_path`] for a value found at `root` in the request (e.g. `config`):
+/// errors name the field as `<root>.<path>`.
+pub fn parse_under<T: DeserializeOwned>(root: &str, value: Value) -> Result<T> {
+    parse_at_path(value).map_err(|err| match err {
+        Error::InvalidInput(message) => Error::InvalidInput(
+            message.replacen("invalid input at `", &format!("invalid input at `{root}."), 1).replacen(
+                "invalid input: ",
+                &format!("invalid input at `{root}`: "),
+                1,
+            ),
+        ),
+        other => other,
+    })
+}
+
 fn json_kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",

@@ -36,3 +36,10 @@ pub type TagList = Vec<(String, String)>;
 pub fn tag_value<'a>(tags: &'a [(String, String)], key: &str) -> Option<&'a str> {
     tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
 }
+
+/// Now, as the RFC 3339 UTC timestamp [`SLEEP_SINCE`] holds.
+pub fn now_rfc3339() -> String {
+    aws_smithy_types::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_smithy_types::date_time::Format::DateTime)
+        .unwrap_or_default()
+}

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod buckets;
 pub mod invoke;
+pub mod scale;
 pub mod stack;
 pub mod state_machine;
 

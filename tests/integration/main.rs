@@ -9,5 +9,7 @@ mod refresh_failures;
 mod refresh_guard_rails;
 mod refresh_state_machine;
 mod refresh_world;
+mod scale_to_zero_function;
+mod scale_to_zero_state_machines;
 mod snapshot_function;
 mod snapshot_state_machine;

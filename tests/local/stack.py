@@ -91,31 +91,44 @@ What runs:
   before moto handles them (moto never sees them). Only service, action and code are
   required. `service` is the botocore name (rds, s3, stepfunctions, ...) or the
   signing name / IAM prefix (states, tagging, ...); `action` the API operation;
-  `account` (the account moto acts in) and `identifier` (as recorded, below) narrow
-  the match. The `nth` matching call from now fails (default 1), and the `times - 1`
+  `account` (the account moto acts in) and `identifier` (one of the call's
+  `identifiers` as recorded, below: a batched call naming it matches) narrow the
+  match. The `nth` matching call from now fails (default 1), and the `times - 1`
   matching calls after it (default 1); every matching call counts, failed or not.
   `status` defaults to the service model's status for that code (503 for
-  ServiceUnavailable/SlowDown, 500 for Internal*, else 400); `message` has a default.
+  ServiceUnavailable/SlowDown and EC2's RequestLimitExceeded, 500 for Internal*,
+  else 400); `message` has a default.
   The error is in the service's wire format, serialized as moto serializes its own
-  errors (Query XML `ErrorResponse` for rds, sts, ...; EC2's `Response`; JSON with
-  `__type` and `x-amzn-ErrorType` for kms, secretsmanager, ecs, stepfunctions, ...;
-  S3's XML `Error`). The answer is the fault: `{"id", "service", "action", "code",
-  "account", "identifier", "skip", "times", "status", "message"}` (`skip`: matching
-  calls still let through). `GET` lists the pending faults (`{"faults": [...]}`),
+  errors (Query XML `ErrorResponse` for rds, sts, autoscaling, ...; EC2's `Response`;
+  JSON with `__type` and `x-amzn-ErrorType` for kms, secretsmanager, ecs,
+  application-autoscaling, tagging, stepfunctions, ...; S3's XML `Error`; for a Smithy
+  RPC v2 CBOR request, a CBOR `{"__type", "message"}` with `x-amzn-query-error`).
+  The answer is the fault: `{"id", "service", "action", "code", "account",
+  "identifier", "skip", "times", "status", "message"}` (`skip`: matching calls still
+  let through). `GET` lists the pending faults (`{"faults": [...]}`),
   `DELETE` clears them; a fault goes once its `times` are used up.
 - **Request recorder**: every AWS request reaching moto, on either port (the functions
   call moto's port; moto's Step Functions integrations come through the invoke host),
   is recorded; `GET /understudy/requests` answers `{"requests": [...]}` in arrival
   order, `DELETE` clears them. A record is `{"account", "service", "action",
-  "mutating", "identifier", "status", "injected"}`: the account moto acts in (resolved
-  from the access key as moto does: an sts:AssumeRole key acts in the role's account),
-  the botocore service name, the API operation (null if it cannot be told), whether it
-  mutates (not Describe*/List*/Get*/Head*/Check*/Lookup*, nor sts:AssumeRole /
-  GetCallerIdentity; an unknown operation counts as mutating), the first of
-  DBClusterIdentifier, DBInstanceIdentifier, snapshot identifiers (target before
-  source), ResourceName, Bucket, SecretId, KeyId, ... present in the request (or
-  null), the HTTP status answered, and the code of the injected fault (or null).
-  Parameters are not recorded (passwords never are). moto's /moto-api is not recorded.
+  "mutating", "identifier", "identifiers", "status", "injected"}`: the account moto
+  acts in (resolved from the access key as moto does: an sts:AssumeRole key acts in the
+  role's account), the botocore service name (rds, s3, ecs, ec2, autoscaling,
+  application-autoscaling, resourcegroupstaggingapi, cloudwatch, ...), the API
+  operation (null if it cannot be told; Smithy RPC v2 CBOR requests, CloudWatch's from
+  the Rust SDK, are told by their path), whether it mutates (not
+  Describe*/List*/Get*/Head*/Check*/Lookup*, nor sts:AssumeRole / GetCallerIdentity;
+  an unknown operation counts as mutating), the first of DBClusterIdentifier,
+  DBInstanceIdentifier, snapshot identifiers (target before source), ResourceName,
+  Bucket, SecretId, KeyId, ECS's service / serviceName / services / resourceArn /
+  cluster, AutoScalingGroupName, Auto Scaling's Tags.member.N.ResourceId and
+  AutoScalingGroupNames.member.N, Application Auto Scaling's ResourceId / ResourceIds,
+  EC2's InstanceId.N and ResourceId.N, ... present in the request (or null; see
+  traffic.IDENTIFIER_PARAMS); `identifiers` lists every resource that parameter names
+  (a batched call: StopInstances, CreateTags, DescribeServices, ...), `identifier` is
+  the first. Then the HTTP status answered, and the code of the injected fault (or
+  null). Parameters are not recorded (passwords never are). moto's /moto-api is not
+  recorded.
 - **Staging's network** (a test fixture): `POST /understudy/seed/network {"account",
   "region", "subnet_group"}` creates a VPC, two subnets, a security group and a DB
   subnet group, answering their ids (see seed.py).

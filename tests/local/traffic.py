@@ -8,8 +8,9 @@ own /moto-api is let through unrecorded.
 
 A call is described the way moto will act on it: the account moto resolves from the
 access key (`moto.core.responses.BaseResponse.get_current_account`), the service moto
-dispatches to, and the operation (Query `Action`, JSON `X-Amz-Target`, or the REST
-route from the service model, as moto's router finds it).
+dispatches to, and the operation (Query `Action`, JSON `X-Amz-Target`, the Smithy
+RPC v2 CBOR path `/service/<service>/operation/<operation>`, or the REST route from the
+service model, as moto's router finds it).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import itertools
 import json
 import logging
 import os
+import re
+import struct
 import threading
 import uuid
 import warnings
@@ -32,13 +35,24 @@ from werkzeug.wrappers import Request, Response
 log = logging.getLogger("understudy.traffic")
 
 # Recorded as the identifier of a call: the first of these parameters it has. Targets
-# before sources: a copy is recorded under the snapshot it creates.
+# before sources: a copy is recorded under the snapshot it creates. A parameter that
+# lists resources (a JSON array, or Query members `Name.1`, `Name.2`, ... written
+# `Name.{n}` here) counts when it names at least one: the call is recorded under the
+# first, and `identifiers` holds them all.
 IDENTIFIER_PARAMS = (
     "DBClusterIdentifier", "DBInstanceIdentifier", "DBClusterSnapshotIdentifier", "DBSnapshotIdentifier",
     "TargetDBClusterSnapshotIdentifier", "TargetDBSnapshotIdentifier",
     "SourceDBClusterSnapshotIdentifier", "SourceDBSnapshotIdentifier", "SnapshotIdentifier",
-    "ResourceName", "Bucket", "SecretId", "KeyId", "RoleArn", "service", "cluster",
-    "AutoScalingGroupName", "ResourceId", "stateMachineArn", "executionArn", "FunctionName", "Name",
+    "ResourceName", "Bucket", "SecretId", "KeyId", "RoleArn",
+    # ECS (JSON): UpdateService, CreateService, DescribeServices, Tag/UntagResource, ListServices.
+    "service", "serviceName", "services", "resourceArn", "cluster",
+    # Auto Scaling (Query): UpdateAutoScalingGroup, CreateOrUpdateTags/DeleteTags, DescribeAutoScalingGroups.
+    "AutoScalingGroupName", "Tags.member.{n}.ResourceId", "AutoScalingGroupNames.member.{n}",
+    # Application Auto Scaling (JSON): RegisterScalableTarget, DescribeScalableTargets, TagResource.
+    "ResourceId", "ResourceIds", "ResourceARN",
+    # EC2 (Query): Start/StopInstances, DescribeInstances, CreateTags/DeleteTags.
+    "InstanceId.{n}", "ResourceId.{n}",
+    "stateMachineArn", "executionArn", "FunctionName", "Name",
 )
 READ_ONLY_PREFIXES = ("Describe", "List", "Get", "Head", "Check", "Lookup")
 READ_ONLY_ACTIONS = {("sts", "AssumeRole"), ("sts", "GetCallerIdentity")}
@@ -48,11 +62,15 @@ SERVER_ERROR_STATUS = {
     "InternalFailure": 500, "InternalError": 500, "InternalServerError": 500,
     "InternalServerErrorException": 500, "ServiceUnavailable": 503,
     "ServiceUnavailableException": 503, "SlowDown": 503,
+    "RequestLimitExceeded": 503,  # EC2's throttling (its model has no error shapes)
 }
 # moto's app names where they differ from botocore's service names.
 _BOTOCORE_NAMES = {"awslambda": "lambda", "dynamodb_v20111205": "dynamodb"}
 _FORM = "application/x-www-form-urlencoded"
 _JSON_TYPES = ("application/x-amz-json-1.0", "application/x-amz-json-1.1")
+_CBOR = "application/cbor"
+# Smithy RPC v2 CBOR (CloudWatch in the current SDKs): the operation is in the path.
+_RPC_V2_PATH = re.compile(r"^/service/[^/]+/operation/([^/]+)/?$")
 
 
 class InjectedFault(ServiceException):
@@ -67,6 +85,8 @@ class Call:
     identifier: str | None
     names: frozenset[str] = field(default_factory=frozenset)  # every name of the service, lower case
     content_type: str = ""
+    identifiers: tuple[str, ...] = ()  # every resource the call names (identifier first)
+    rpc_v2_cbor: bool = False
 
     @property
     def mutating(self) -> bool:
@@ -77,7 +97,7 @@ class Call:
     def record(self) -> dict[str, Any]:
         return {
             "account": self.account, "service": self.service, "action": self.action,
-            "mutating": self.mutating, "identifier": self.identifier,
+            "mutating": self.mutating, "identifier": self.identifier, "identifiers": list(self.identifiers),
         }
 
 
@@ -139,17 +159,44 @@ def describe_call(environ: dict[str, Any], app_name: str) -> Call:
         if isinstance(body, dict):
             params.update(body)
     target = environ.get("HTTP_X_AMZ_TARGET")
+    rpc_v2 = _RPC_V2_PATH.match(environ.get("PATH_INFO", ""))
+    rpc_v2_cbor = rpc_v2 is not None and (
+        content_type.startswith(_CBOR) or environ.get("HTTP_SMITHY_PROTOCOL") == "rpc-v2-cbor"
+    )
     if target:
         action = target.rsplit(".", 1)[-1]
     elif isinstance(params.get("Action"), str):
         action = params["Action"]
+    elif rpc_v2_cbor:
+        action = rpc_v2.group(1)  # the CBOR body is not read: no identifier
     else:
         action, uri_params = _rest_operation(environ, service)
         params.update(uri_params)
-    identifier = next((params[name] for name in IDENTIFIER_PARAMS if isinstance(params.get(name), str)), None)
+    identifiers = _identifiers(params)
     names = {service, app_name, _signing_name(environ) or service}
-    return Call(_account(environ, params), service, action, identifier,
-                frozenset(name.lower() for name in names), content_type)
+    return Call(_account(environ, params), service, action, identifiers[0] if identifiers else None,
+                frozenset(name.lower() for name in names), content_type, identifiers, rpc_v2_cbor)
+
+
+def _identifiers(params: dict[str, Any]) -> tuple[str, ...]:
+    """The resources named by the first of IDENTIFIER_PARAMS the request has."""
+    for name in IDENTIFIER_PARAMS:
+        if "{n}" in name:
+            found = tuple(itertools.takewhile(
+                lambda value: isinstance(value, str),
+                (params.get(name.format(n=n)) for n in itertools.count(1)),
+            ))
+        else:
+            value = params.get(name)
+            if isinstance(value, str):
+                found = (value,)
+            elif isinstance(value, list):
+                found = tuple(item for item in value if isinstance(item, str))
+            else:
+                found = ()
+        if found:
+            return found
+    return ()
 
 
 def _rest_operation(environ: dict[str, Any], service: str) -> tuple[str | None, dict[str, Any]]:
@@ -184,7 +231,7 @@ class Fault:
             and call.action is not None
             and self.action.lower() == call.action.lower()
             and self.account in (None, call.account)
-            and self.identifier in (None, call.identifier)
+            and (self.identifier is None or self.identifier in call.identifiers)
         )
 
     def response(self, call: Call) -> Response:
@@ -197,6 +244,8 @@ class Fault:
         message = self.message or f"{self.code} (injected by the understudy local stack)"
         status = self.status or SERVER_ERROR_STATUS.get(self.code)
         request_id = str(uuid.uuid4())
+        if call.rpc_v2_cbor:  # moto has no serializer for it
+            return _rpc_v2_cbor_error(call, self.code, message, status, request_id)
         try:
             model = get_service_model(call.service)
         except Exception:  # not a botocore service: answer in JSON
@@ -220,6 +269,45 @@ class Fault:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _rpc_v2_cbor_error(call: Call, code: str, message: str, status: int | None, request_id: str) -> Response:
+    """An error as Smithy RPC v2 CBOR answers it: a CBOR map with `__type` and `message`,
+    plus `x-amzn-query-error` for a service that keeps its Query error codes (CloudWatch)."""
+    from moto.core.utils import get_service_model
+
+    headers = {"smithy-protocol": "rpc-v2-cbor", "x-amzn-RequestId": request_id}
+    try:
+        model = get_service_model(call.service)
+    except Exception:
+        model = None
+    if status is None and model is not None:
+        status = next((shape.metadata.get("error", {}).get("httpStatusCode") for shape in model.error_shapes
+                       if code in (shape.name, shape.error_code)), None)
+    status = status or 400
+    if model is not None and "awsQueryCompatible" in model.metadata:
+        headers["x-amzn-query-error"] = f"{code};{'Sender' if status < 500 else 'Receiver'}"
+    body = _cbor_map({"__type": code, "message": message})
+    return Response(body, status, headers, content_type=_CBOR)
+
+
+def _cbor_head(major: int, length: int) -> bytes:
+    if length < 24:
+        return bytes([major << 5 | length])
+    for info, fmt in ((24, ">B"), (25, ">H"), (26, ">I"), (27, ">Q")):
+        if length < 1 << (8 * struct.calcsize(fmt)):
+            return bytes([major << 5 | info]) + struct.pack(fmt, length)
+    raise ValueError("too long for CBOR")
+
+
+def _cbor_map(fields: dict[str, str]) -> bytes:
+    """A CBOR map of text strings (RFC 8949): an RPC v2 CBOR error body."""
+    encoded = _cbor_head(5, len(fields))
+    for key, value in fields.items():
+        for text in (key, value):
+            raw = text.encode("utf-8")
+            encoded += _cbor_head(3, len(raw)) + raw
+    return encoded
 
 
 class Traffic:

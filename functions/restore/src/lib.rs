@@ -683,12 +683,9 @@ impl RestoreFunction {
         if !is_asleep(&live.status) {
             refresh.databases.stop(&live.identifier).await?;
         }
-        let since =
-            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
-        let sleep_tags = [
-            (tags::SLEEP_STATE.to_owned(), "asleep".to_owned()),
-            (tags::SLEEP_SINCE.to_owned(), format!("{since}")),
-        ];
+        let since = tags::now_rfc3339();
+        let sleep_tags =
+            [(tags::SLEEP_STATE.to_owned(), "asleep".to_owned()), (tags::SLEEP_SINCE.to_owned(), since)];
         refresh.databases.add_tags(&live.arn, &sleep_tags).await?;
         tracing::info!(database = %live.identifier, "put the refreshed database back to sleep");
         Ok(serde_json::json!({"stopped": live.identifier}))

@@ -1,0 +1,429 @@
+//! The scale-to-zero function: puts staging to sleep at near-zero cost and
+//! wakes it exactly as it was.
+//!
+//! Actions (every request carries `config`, the environment document; only its
+//! `environment`, `staging`, `tag`, `scale` and `poll` sections are read):
+//! - `validate`: the document with every default filled in;
+//! - `sleep`: ECS services to 0 tasks (and their Application Auto Scaling range
+//!   to 0–0), Auto Scaling groups to 0/0/0, EC2 instances stopped, RDS
+//!   instances and Aurora clusters stopped (or Serverless v2 at 0 ACU). What
+//!   wake restores is written first, into `understudy:sleep:*` tags on the
+//!   resource itself. `settled: false` means call again later (a database that
+//!   cannot be stopped until it is available);
+//! - `wake` (`phase`: `databases`, `services` or `all`): back to what the tags
+//!   remember; something changed by hand while asleep is kept and reported;
+//! - `status`: asleep / awake / mixed, per resource and for the environment,
+//!   with `databases_available` and `services_stable` for the wait loops;
+//! - `check-idle`: a CloudWatch metric over the last N minutes against a threshold;
+//! - `restop`: an RDS "started after 7 days stopped" event; a sleeping database
+//!   is stopped again once available.
+//!
+//! Every resource must carry the staging tag (`config.tag`): one that does not
+//! is refused with `GuardRailViolation` before any mutating call.
+
+pub mod apply;
+pub mod discover;
+pub mod idle;
+pub mod model;
+pub mod restop;
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use aws_config::retry::RetryConfig;
+use aws_config::SdkConfig;
+use futures::stream::{self, StreamExt};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use understudy_shared::aws::AwsContext;
+use understudy_shared::request::ActionRequest;
+use understudy_shared::scale::ScaleDocument;
+use understudy_shared::tags;
+use understudy_shared::{Error, Result};
+
+use crate::discover::{describe, select, Clients, Selection};
+use crate::model::{
+    condition, environment_state, plan_sleep, plan_wake, Condition, Entry, Kind, Outcome, Plan, Resource,
+};
+
+/// Attempts per AWS call (the SDK's standard retry: exponential backoff with
+/// jitter on throttling and transient errors); the state machines retry
+/// `Throttled` on top.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+const ACTIONS: &[&str] = &["validate", "sleep", "wake", "status", "check-idle", "restop"];
+
+/// `{"action": "validate" | "sleep" | "status" | "check-idle", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigRequest {
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// Which resources `wake` acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// RDS instances and Aurora clusters.
+    Databases,
+    /// ECS services, Auto Scaling groups, EC2 instances.
+    Services,
+    /// Databases first, then the rest.
+    #[default]
+    All,
+}
+
+impl Phase {
+    fn kinds(self) -> &'static [Kind] {
+        match self {
+            Phase::Databases => &[Kind::DbInstance, Kind::DbCluster],
+            Phase::Services => &[Kind::EcsService, Kind::AutoScalingGroup, Kind::Ec2Instance],
+            Phase::All => ALL_KINDS,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Phase::Databases => "databases",
+            Phase::Services => "services",
+            Phase::All => "all",
+        }
+    }
+}
+
+const ALL_KINDS: &[Kind] =
+    &[Kind::EcsService, Kind::AutoScalingGroup, Kind::Ec2Instance, Kind::DbInstance, Kind::DbCluster];
+
+/// `{"action": "wake", "phase": "databases" | "services" | "all", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WakeRequest {
+    /// Which resources (default all).
+    #[serde(default)]
+    pub phase: Phase,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// `{"action": "restop", "event": {EventBridge RDS event}, "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestopRequest {
+    /// The RDS event as EventBridge delivers it.
+    pub event: Value,
+    /// The environment config document.
+    pub config: Value,
+}
+
+/// The function's requests, by action.
+#[derive(Debug)]
+pub enum ScaleRequest {
+    /// The document with defaults filled in.
+    Validate(ConfigRequest),
+    /// Put staging to sleep.
+    Sleep(ConfigRequest),
+    /// Wake staging.
+    Wake(WakeRequest),
+    /// Report asleep / awake / mixed.
+    Status(ConfigRequest),
+    /// Whether staging is idle.
+    CheckIdle(ConfigRequest),
+    /// Re-stop a database AWS started after 7 days.
+    Restop(RestopRequest),
+}
+
+impl ScaleRequest {
+    /// Parses a payload; errors name the bad field.
+    pub fn parse(payload: Value) -> Result<Self> {
+        let request = ActionRequest::new(payload)?;
+        match request.action() {
+            "validate" => request.fields().map(Self::Validate),
+            "sleep" => request.fields().map(Self::Sleep),
+            "wake" => request.fields().map(Self::Wake),
+            "status" => request.fields().map(Self::Status),
+            "check-idle" => request.fields().map(Self::CheckIdle),
+            "restop" => request.fields().map(Self::Restop),
+            _ => Err(request.unknown_action(ACTIONS)),
+        }
+    }
+}
+
+/// The function's handler, holding the AWS config built once per cold start.
+pub struct ScaleFunction {
+    aws: AwsContext,
+}
+
+impl ScaleFunction {
+    /// A handler using `aws` for every call.
+    pub fn new(aws: AwsContext) -> Self {
+        Self { aws }
+    }
+
+    /// Handles one invocation.
+    pub async fn handle(&self, payload: Value) -> Result<Value> {
+        match ScaleRequest::parse(payload)? {
+            ScaleRequest::Validate(request) => {
+                Ok(serde_json::to_value(ScaleDocument::from_value(request.config)?)
+                    .expect("config serializes"))
+            }
+            ScaleRequest::Sleep(request) => {
+                let document = ScaleDocument::from_value(request.config)?;
+                sleep(&self.clients(&document), &document).await
+            }
+            ScaleRequest::Wake(request) => {
+                let document = ScaleDocument::from_value(request.config)?;
+                wake(&self.clients(&document), &document, request.phase).await
+            }
+            ScaleRequest::Status(request) => {
+                let document = ScaleDocument::from_value(request.config)?;
+                status(&self.clients(&document), &document).await
+            }
+            ScaleRequest::CheckIdle(request) => {
+                let document = ScaleDocument::from_value(request.config)?;
+                let cloudwatch = idle::CloudWatch(aws_sdk_cloudwatch::Client::new(&self.config(&document)));
+                idle::check_idle(&cloudwatch, &document.scale.idle, SystemTime::now()).await
+            }
+            ScaleRequest::Restop(request) => {
+                let document = ScaleDocument::from_value(request.config)?;
+                let event = restop::parse_event(request.event)?;
+                restop_database(&self.clients(&document), &document, &event).await
+            }
+        }
+    }
+
+    fn config(&self, document: &ScaleDocument) -> SdkConfig {
+        self.aws
+            .staging(&document.staging)
+            .into_builder()
+            .retry_config(RetryConfig::standard().with_max_attempts(MAX_ATTEMPTS))
+            .build()
+    }
+
+    fn clients(&self, document: &ScaleDocument) -> Clients {
+        Clients::new(&self.config(document))
+    }
+}
+
+async fn find(clients: &Clients, document: &ScaleDocument, kinds: &[Kind]) -> Result<Vec<Resource>> {
+    let selection = select(clients, &document.scale, &document.tag, kinds).await?;
+    describe(clients, &selection, &document.tag).await
+}
+
+/// Puts every selected resource to sleep: services, groups and instances first,
+/// databases after them.
+pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Value> {
+    let resources = find(clients, document, ALL_KINDS).await?;
+    let now = tags::now_rfc3339();
+    // Every plan first: a config that cannot be honoured fails before any call.
+    let plans = resources
+        .iter()
+        .map(|r| plan_sleep(r, &document.scale, &now).map(|plan| (r, plan)))
+        .collect::<Result<Vec<_>>>()?;
+    let (databases, others): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(r, _)| r.kind.is_database());
+    let mut entries = carry_out(clients, others, document.scale.concurrency).await;
+    entries.extend(carry_out(clients, databases, document.scale.concurrency).await);
+    report("sleep", None, document, entries)
+}
+
+/// Wakes the resources of `phase`.
+pub async fn wake(clients: &Clients, document: &ScaleDocument, phase: Phase) -> Result<Value> {
+    let resources = find(clients, document, phase.kinds()).await?;
+    let (databases, others): (Vec<_>, Vec<_>) =
+        resources.iter().map(|r| (r, plan_wake(r))).partition(|(r, _)| r.kind.is_database());
+    let mut entries = carry_out(clients, databases, document.scale.concurrency).await;
+    entries.extend(carry_out(clients, others, document.scale.concurrency).await);
+    report("wake", Some(phase), document, entries)
+}
+
+/// Makes every plan's calls, `concurrency` resources at a time; a failed
+/// resource is reported as such and does not stop the others.
+async fn carry_out(
+    clients: &Clients,
+    plans: Vec<(&Resource, Plan)>,
+    concurrency: u32,
+) -> Vec<(Entry, Option<Error>)> {
+    stream::iter(plans)
+        .map(|(resource, plan)| async move {
+            for change in &plan.changes {
+                if let Err(err) = apply::apply(clients, resource, change).await {
+                    tracing::warn!(kind = resource.kind.as_str(), id = %resource.id, error = %err, "call failed");
+                    let mut entry = plan.entry;
+                    entry.outcome = Outcome::Failed;
+                    entry.after = entry.before.clone();
+                    entry.reason = Some(err.to_string());
+                    entry.settled = false;
+                    return (entry, Some(err));
+                }
+            }
+            tracing::info!(kind = resource.kind.as_str(), id = %resource.id, outcome = plan.entry.outcome.as_str(), "done");
+            (plan.entry, None)
+        })
+        .buffer_unordered(concurrency.max(1) as usize)
+        .collect()
+        .await
+}
+
+fn report(
+    action: &str,
+    phase: Option<Phase>,
+    document: &ScaleDocument,
+    results: Vec<(Entry, Option<Error>)>,
+) -> Result<Value> {
+    let mut entries: Vec<Entry> = Vec::with_capacity(results.len());
+    let mut errors: Vec<(String, Error)> = Vec::new();
+    for (entry, error) in results {
+        if let Some(error) = error {
+            errors.push((format!("{} `{}`", entry.kind.as_str(), entry.id), error));
+        }
+        entries.push(entry);
+    }
+    entries.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for entry in &entries {
+        *counts.entry(entry.outcome.as_str()).or_default() += 1;
+    }
+    let settled = entries.iter().all(|e| e.settled);
+    // Available when observed and left so: a database just started is not yet.
+    let databases_available = entries
+        .iter()
+        .filter(|e| e.kind.is_database() && e.outcome != Outcome::Skipped)
+        .all(|e| e.before["status"] == "available" && e.after["status"] == "available");
+    tracing::info!(action, counts = ?counts, settled, "report");
+    if !errors.is_empty() {
+        // Terminal errors first: retrying does not help them.
+        errors.sort_by_key(|(_, e)| e.is_retryable());
+        let message = errors.iter().map(|(what, e)| format!("{what}: {e}")).collect::<Vec<_>>().join("; ");
+        let summary = format!("{action}: {} of {} resources failed: {message}", errors.len(), entries.len());
+        let first = errors.swap_remove(0).1;
+        return Err(match first {
+            Error::Throttled(_) => Error::Throttled(summary),
+            Error::AwsTransient(_) => Error::AwsTransient(summary),
+            Error::ResourceBusy(_) => Error::ResourceBusy(summary),
+            Error::AccessDenied(_) => Error::AccessDenied(summary),
+            Error::GuardRailViolation(_) => Error::GuardRailViolation(summary),
+            _ => Error::AwsRequestFailed(summary),
+        });
+    }
+    let state = environment_state(entries.iter().map(|e| match e.outcome {
+        Outcome::Slept | Outcome::AlreadyAsleep => Condition::Asleep,
+        Outcome::Woke | Outcome::AlreadyAwake | Outcome::ChangedWhileAsleep => Condition::Awake,
+        Outcome::InProgress | Outcome::Failed => Condition::Changing,
+        Outcome::Skipped => Condition::Skipped,
+    }));
+    let mut out = json!({
+        "action": action,
+        "environment": document.environment,
+        "state": state,
+        "settled": settled,
+        "counts": counts,
+        "resources": entries,
+    });
+    if let Some(phase) = phase {
+        out["phase"] = json!(phase.as_str());
+        out["databases_available"] = json!(databases_available);
+    }
+    Ok(out)
+}
+
+/// Asleep, awake or mixed, per resource and for the environment.
+pub async fn status(clients: &Clients, document: &ScaleDocument) -> Result<Value> {
+    let resources = find(clients, document, ALL_KINDS).await?;
+    Ok(status_report(document, &resources))
+}
+
+/// The `status` answer for observed resources.
+pub fn status_report(document: &ScaleDocument, resources: &[Resource]) -> Value {
+    let mut rows = Vec::with_capacity(resources.len());
+    let (mut databases_available, mut services_stable) = (true, true);
+    let mut conditions = Vec::with_capacity(resources.len());
+    for resource in resources {
+        let (state, ready) = condition(resource);
+        conditions.push(state);
+        let counted = !matches!(state, Condition::Off | Condition::Skipped);
+        if resource.kind.is_database() {
+            databases_available &= ready || !counted || state == Condition::Asleep;
+        } else {
+            services_stable &= ready || !counted || state == Condition::Asleep;
+        }
+        rows.push(json!({
+            "kind": resource.kind,
+            "id": resource.id,
+            "state": state,
+            "detail": detail(resource),
+        }));
+    }
+    rows.sort_by(|a, b| (a["kind"].as_str(), a["id"].as_str()).cmp(&(b["kind"].as_str(), b["id"].as_str())));
+    json!({
+        "action": "status",
+        "environment": document.environment,
+        "state": environment_state(conditions),
+        "databases_available": databases_available,
+        "services_stable": services_stable,
+        "resources": rows,
+    })
+}
+
+fn detail(resource: &Resource) -> Value {
+    use crate::model::State;
+    let memory = model::Memory::of(&resource.tags);
+    let mut detail = match &resource.state {
+        State::Scalable { desired, running, pending, range } => {
+            let mut d = json!({"desired": desired, "running": running, "pending": pending});
+            if let Some(r) = range {
+                d["min"] = json!(r.min);
+                d["max"] = json!(r.max);
+            }
+            d
+        }
+        State::Database { status, unstoppable, serverless, .. } => {
+            let mut d = json!({"status": status});
+            if let Some(c) = serverless {
+                d["min_capacity"] = json!(c.min);
+                d["max_capacity"] = json!(c.max);
+            }
+            if let Some(reason) = unstoppable {
+                d["reason"] = json!(reason);
+            }
+            d
+        }
+        State::Machine { state } => json!({"state": state}),
+    };
+    if memory.asleep {
+        detail["remembered"] = json!({
+            "since": tags::tag_value(&resource.tags, tags::SLEEP_SINCE),
+            "desired": memory.desired, "min": memory.min, "max": memory.max, "min_acu": memory.min_acu,
+        });
+    }
+    detail
+}
+
+/// Handles a 7-day restart event: a sleeping staging database is stopped again
+/// once it is available.
+pub async fn restop_database(
+    clients: &Clients,
+    document: &ScaleDocument,
+    event: &restop::RdsEvent,
+) -> Result<Value> {
+    let Some((kind, identifier)) = restop::restarted_database(event) else {
+        let id = event.detail.as_ref().map(|d| d.event_id.as_str()).unwrap_or("(no detail)");
+        return Ok(restop::ignored(None, &format!("event {id} is not a restart after 7 days stopped")));
+    };
+    let selection = Selection { ids: [(kind, identifier.to_owned())].into(), listed: Default::default() };
+    // Described without the guard rail: a production database's event is ignored, not an error.
+    let resources = discover::describe_all(clients, &selection).await?;
+    let database = resources.iter().find(|r| r.kind == kind && r.id == identifier);
+    if let Some(answer) = restop::decide(database, &document.tag) {
+        tracing::info!(database = identifier, outcome = %answer["outcome"], "restop");
+        return Ok(answer);
+    }
+    let database = database.expect("decide answers for a missing database");
+    apply::apply(clients, database, &model::Change::StopDatabase).await?;
+    tracing::info!(database = identifier, "stopped again after AWS restarted it");
+    Ok(json!({
+        "outcome": "stopped", "done": true,
+        "database": {"kind": kind, "identifier": identifier},
+        "status": "stopping",
+        "reason": "started by AWS after 7 days stopped while staging sleeps: stopped again",
+    }))
+}
