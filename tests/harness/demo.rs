@@ -5,13 +5,18 @@
 //! target name, a subnet group, a security group and a password secret), creates
 //! `statemachines/refresh.asl.json` in moto's Step Functions with the deployed
 //! defaults, starts it with `{}` as a console user would, prints each state as it
-//! runs, then what changed in both accounts.
+//! runs, then what changed in both accounts. Then it puts staging to sleep and
+//! wakes it through `sleep.asl.json` and `wake.asl.json`: eight ECS services in
+//! seed 002's shape (one autoscaled), an EC2 instance, an Auto Scaling group and
+//! the refreshed database, beside production-tagged services that must not move.
 
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use understudy_tests::accounts::{config_for, refresh_defaults, PRODUCTION_PASSWORD, STAGING_PASSWORD};
+use understudy_tests::scale::{scale_defaults, ScaleWorld};
+use understudy_tests::state_machine::Outcome;
 use understudy_tests::{
     Accounts, LocalStack, StackOptions, StateMachines, PRODUCTION_ACCOUNT, STAGING_ACCOUNT,
 };
@@ -59,23 +64,7 @@ async fn main() -> ExitCode {
     );
     println!("\nstarting execution `{name}` of understudy-refresh with input {{}}");
     let started = Instant::now();
-    let execution = machines.start(&arn, &name, &json!({})).await;
-    let outcome = execution
-        .watch(Duration::from_secs(300), |event| {
-            let at = started.elapsed().as_secs_f32();
-            let state = event.state.as_deref().unwrap_or("");
-            if event.kind.ends_with("StateEntered") {
-                println!("  [{at:5.1}s] {state}");
-            } else if let Some(error) = &event.error {
-                println!(
-                    "  [{at:5.1}s]   {} in `{state}`: {error}: {}",
-                    event.kind,
-                    event.cause.as_deref().unwrap_or("")
-                );
-            }
-        })
-        .await;
-
+    let outcome = watch(&machines, &arn, &name, started).await;
     println!("\n{}", outcome.status);
     if let Some(output) = &outcome.output {
         println!("{}", serde_json::to_string_pretty(output).unwrap());
@@ -132,11 +121,90 @@ async fn main() -> ExitCode {
             snapshot.status().unwrap_or("")
         );
     }
-    if outcome.status == "SUCCEEDED" {
+    if outcome.status != "SUCCEEDED" {
+        return ExitCode::FAILURE;
+    }
+    if sleep_and_wake(&stack, &accounts, &machines).await {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
     }
+}
+
+/// Runs an execution of `arn` named `name`, printing each state as it is entered.
+async fn watch(machines: &StateMachines, arn: &str, name: &str, started: Instant) -> Outcome {
+    let execution = machines.start(arn, name, &json!({})).await;
+    execution
+        .watch(Duration::from_secs(300), |event| {
+            let at = started.elapsed().as_secs_f32();
+            let state = event.state.as_deref().unwrap_or("");
+            if event.kind.ends_with("StateEntered") {
+                println!("  [{at:5.1}s] {state}");
+            } else if let Some(error) = &event.error {
+                println!(
+                    "  [{at:5.1}s]   {} in `{state}`: {error}: {}",
+                    event.kind,
+                    event.cause.as_deref().unwrap_or("")
+                );
+            }
+        })
+        .await
+}
+
+/// The evening sleep and the morning wake, through the real state machines.
+async fn sleep_and_wake(stack: &LocalStack, accounts: &Accounts, machines: &StateMachines) -> bool {
+    stack.set_slow_polls(0);
+    let world = ScaleWorld::seed_services(&accounts.staging).await;
+    stack.set_slow_polls(2);
+    println!("\nstaging also runs 8 ECS services (seed 002's shape, `staging/api` autoscaled 3-6), an EC2 instance and an Auto Scaling group; production's services share the account");
+    let before = world.observe().await;
+    let mut states = vec![before.clone()];
+    for (file, name) in [("sleep.asl.json", "understudy-sleep"), ("wake.asl.json", "understudy-wake")] {
+        let arn = machines.create(name, file, &scale_defaults(1)).await;
+        let execution = format!("demo-{}", file.trim_end_matches(".asl.json"));
+        println!("\nstarting execution `{execution}` of {name} with input {{}}");
+        let outcome = watch(machines, &arn, &execution, Instant::now()).await;
+        println!("{}", outcome.status);
+        if outcome.status != "SUCCEEDED" {
+            println!("error: {:?}: {}", outcome.error, outcome.cause.as_deref().unwrap_or(""));
+            return false;
+        }
+        if file == "sleep.asl.json" {
+            // Hours pass before anyone wakes staging: tasks drain, databases stop.
+            for _ in 0..10 {
+                let status = stack.invoke("scale-to-zero", &json!({"action": "status", "config": {}})).ok();
+                if status["services_stable"] == true {
+                    break;
+                }
+            }
+        }
+        states.push(world.observe().await);
+    }
+    println!("\n{:<40} {:>16} {:>16} {:>16}", "resource", "before", "asleep", "awake");
+    for key in before.keys() {
+        let row: Vec<String> = states.iter().map(|s| summary(&s[key])).collect();
+        println!("{key:<40} {:>16} {:>16} {:>16}", row[0], row[1], row[2]);
+    }
+    let restored = states[2] == before;
+    println!("\nwake restored every count, range, size, status and tag exactly: {restored}");
+    restored
+}
+
+/// A short form of an observed resource: desired count and range, or status.
+fn summary(state: &serde_json::Value) -> String {
+    let asleep = if state["tags"].get("understudy:sleep:state").is_some() { " (zz)" } else { "" };
+    let text = if let Some(status) = state.get("status").and_then(|s| s.as_str()) {
+        status.to_owned()
+    } else if let Some(instance) = state.get("state").and_then(|s| s.as_str()) {
+        instance.to_owned()
+    } else if state.get("min").is_some() {
+        format!("{}/{}/{}", state["min"], state["desired"], state["max"])
+    } else if let Some(range) = state["range"].as_array() {
+        format!("{} ({}-{})", state["desired"], range[0], range[1])
+    } else {
+        state["desired"].to_string()
+    };
+    format!("{text}{asleep}")
 }
 
 async fn describe(accounts: &Accounts, identifier: &str) -> Option<aws_sdk_rds::types::DbCluster> {

@@ -75,8 +75,15 @@ fn rds_tag((key, value): (&str, &str)) -> aws_sdk_rds::types::Tag {
 }
 
 impl ScaleWorld {
-    /// Seeds the world into the account of `staging`.
+    /// Seeds the whole world into the account of `staging`.
     pub async fn seed(staging: &SdkConfig) -> Self {
+        let world = Self::seed_services(staging).await;
+        world.seed_databases().await;
+        world
+    }
+
+    /// Seeds the ECS services, EC2 instances and the Auto Scaling group only.
+    pub async fn seed_services(staging: &SdkConfig) -> Self {
         let ecs = aws_sdk_ecs::Client::new(staging);
         let targets = aws_sdk_applicationautoscaling::Client::new(staging);
         let groups = aws_sdk_autoscaling::Client::new(staging);
@@ -116,45 +123,6 @@ impl ScaleWorld {
                 .await
                 .expect("register scalable target");
         }
-        for (identifier, tag) in [(STAGING_DB, STAGING_TAG), (PRODUCTION_DB, PRODUCTION_TAG)] {
-            rds.create_db_instance()
-                .db_instance_identifier(identifier)
-                .engine("postgres")
-                .engine_version("16.4")
-                .db_instance_class("db.t4g.micro")
-                .allocated_storage(20)
-                .master_username("app")
-                .master_user_password("staging-password-1")
-                .tags(rds_tag(tag))
-                .send()
-                .await
-                .expect("create RDS instance");
-        }
-        rds.create_db_cluster()
-            .db_cluster_identifier(STAGING_CLUSTER)
-            .engine("aurora-postgresql")
-            .engine_version("16.4")
-            .master_username("app")
-            .master_user_password("staging-password-1")
-            .serverless_v2_scaling_configuration(
-                aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder()
-                    .min_capacity(0.5)
-                    .max_capacity(2.0)
-                    .build(),
-            )
-            .tags(rds_tag(STAGING_TAG))
-            .send()
-            .await
-            .expect("create Aurora cluster");
-        rds.create_db_instance()
-            .db_instance_identifier(STAGING_CLUSTER_MEMBER)
-            .db_cluster_identifier(STAGING_CLUSTER)
-            .engine("aurora-postgresql")
-            .db_instance_class("db.serverless")
-            .tags(rds_tag(STAGING_TAG))
-            .send()
-            .await
-            .expect("create Aurora member");
         let mut instances = Vec::new();
         for tag in [STAGING_TAG, PRODUCTION_TAG] {
             let run = ec2
@@ -205,6 +173,50 @@ impl ScaleWorld {
         let production_instance = instances.pop().unwrap();
         let staging_instance = instances.pop().unwrap();
         Self { ecs, targets, groups, ec2, rds, staging_instance, production_instance }
+    }
+
+    /// Seeds the RDS instances and the Serverless v2 cluster with its member.
+    pub async fn seed_databases(&self) {
+        let rds = &self.rds;
+        for (identifier, tag) in [(STAGING_DB, STAGING_TAG), (PRODUCTION_DB, PRODUCTION_TAG)] {
+            rds.create_db_instance()
+                .db_instance_identifier(identifier)
+                .engine("postgres")
+                .engine_version("16.4")
+                .db_instance_class("db.t4g.micro")
+                .allocated_storage(20)
+                .master_username("app")
+                .master_user_password("staging-password-1")
+                .tags(rds_tag(tag))
+                .send()
+                .await
+                .expect("create RDS instance");
+        }
+        rds.create_db_cluster()
+            .db_cluster_identifier(STAGING_CLUSTER)
+            .engine("aurora-postgresql")
+            .engine_version("16.4")
+            .master_username("app")
+            .master_user_password("staging-password-1")
+            .serverless_v2_scaling_configuration(
+                aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder()
+                    .min_capacity(0.5)
+                    .max_capacity(2.0)
+                    .build(),
+            )
+            .tags(rds_tag(STAGING_TAG))
+            .send()
+            .await
+            .expect("create Aurora cluster");
+        rds.create_db_instance()
+            .db_instance_identifier(STAGING_CLUSTER_MEMBER)
+            .db_cluster_identifier(STAGING_CLUSTER)
+            .engine("aurora-postgresql")
+            .db_instance_class("db.serverless")
+            .tags(rds_tag(STAGING_TAG))
+            .send()
+            .await
+            .expect("create Aurora member");
     }
 
     /// Every seeded resource's state, keyed `kind:id`: desired counts, ranges,
