@@ -81,6 +81,11 @@ impl LocalStack {
         assert_eq!(answer.status, 200, "{answer:?}");
     }
 
+    /// Clears every pending injected fault.
+    pub fn clear_faults(&self) {
+        self.request("DELETE", "/understudy/faults", None);
+    }
+
     /// Every AWS request the emulator received since the last call, then forgets them.
     pub fn take_requests(&self) -> Vec<Value> {
         let answer = self.request("GET", "/understudy/requests", None);

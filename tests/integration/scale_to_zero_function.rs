@@ -213,3 +213,44 @@ async fn min_capacity_zero_sleeps_a_serverless_cluster_at_zero_acu_and_refuses_o
     );
     assert_eq!(mutating_identifiers(&stack.take_requests()), Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn throttled_calls_are_retried_with_backoff_and_a_failed_resource_is_reported_by_name() {
+    let stack = instant_stack();
+    let accounts = Accounts::new(&stack).await;
+    let world = ScaleWorld::seed(&accounts.staging).await;
+    stack.take_requests();
+    // Three throttled UpdateService calls in a row: the SDK's backoff rides them out.
+    stack.inject_fault(
+        &json!({"service": "ecs", "action": "UpdateService", "code": "ThrottlingException", "times": 3}),
+    );
+    stack.inject_fault(
+        &json!({"service": "rds", "action": "DescribeDBInstances", "code": "Throttling", "times": 1}),
+    );
+
+    let report = call(&stack, json!({"action": "sleep", "config": {}}));
+
+    assert_eq!(report["counts"]["slept"], 12, "{report:#}");
+    let requests = stack.take_requests();
+    let throttled = requests.iter().filter(|r| r["injected"].is_string()).count();
+    assert_eq!(throttled, 4, "every injected fault was met and retried");
+    let asleep = world.observe().await;
+    assert!(STAGING_SERVICES
+        .iter()
+        .all(|(name, _)| asleep[&format!("ecs-service:staging/{name}")]["desired"] == 0));
+
+    // A call that keeps failing: the others still wake, the answer names the failed one,
+    // and its error is the retryable one so the state machine tries again.
+    stack.inject_fault(&json!({"service": "ecs", "action": "UpdateService", "identifier": "orders",
+                               "code": "ThrottlingException", "times": 20}));
+    let answer = stack.invoke("scale-to-zero", &json!({"action": "wake", "config": {}}));
+    assert_eq!(answer.error_type(), Some("Throttled"), "{answer:?}");
+    assert!(answer.error_message().contains("ecs-service `staging/orders`"), "{answer:?}");
+    let partly = world.observe().await;
+    assert_eq!(partly["ecs-service:staging/orders"]["desired"], 0);
+    assert_eq!(partly["ecs-service:staging/gateway"]["desired"], 2);
+    stack.clear_faults();
+    let retried = call(&stack, json!({"action": "wake", "config": {}}));
+    assert_eq!(entry(&retried, "ecs-service", "staging/orders")["outcome"], "woke", "{retried:#}");
+    assert_eq!(world.observe().await["ecs-service:staging/orders"]["desired"], 2);
+}
