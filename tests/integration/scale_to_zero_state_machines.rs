@@ -153,3 +153,31 @@ async fn the_seven_day_restart_is_stopped_again_while_asleep_and_ignored_while_a
     assert_eq!(production.output.unwrap()["restop"]["outcome"], "ignored");
     assert_eq!(db_status(&accounts, PRODUCTION_DB).await, "available");
 }
+
+/// moto does not serve CloudWatch's CBOR protocol, so the idle check's answer is
+/// tested on mocked responses (functions/scale-to-zero/src/idle.rs); here the
+/// branch itself: with the check on, the machine asks CloudWatch first, and a
+/// check that fails leaves staging awake.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_idle_check_on_a_failed_check_leaves_staging_awake() {
+    let (stack, accounts, world) = seeded_stack().await;
+    let machines = StateMachines::new(&accounts.staging);
+    let before = world.observe().await;
+    stack.inject_fault(&json!({"service": "cloudwatch", "action": "GetMetricData", "code": "AccessDenied",
+                               "status": 403, "times": 5}));
+    let arn = machines.create("understudy-sleep", "sleep.asl.json", &scale_defaults(1)).await;
+    let input = json!({"scale": {"idle": {"enabled": true, "dimensions": "LoadBalancer=app/staging-alb/50dc6c495c0c9188"}}});
+
+    let outcome = machines.start(&arn, "evening-idle", &input).await.finish(TIMEOUT).await;
+
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}");
+    assert_eq!(
+        outcome.error.as_deref(),
+        Some("AccessDenied"),
+        "{outcome:#?}\n{}",
+        stack.function_log("scale-to-zero")
+    );
+    assert_eq!(outcome.times_entered("Check whether staging is idle"), 1);
+    assert_eq!(outcome.times_entered("Put staging to sleep"), 0);
+    assert_eq!(world.observe().await, before, "nothing slept");
+}
