@@ -192,10 +192,26 @@ impl ScaleWorld {
                 .await
                 .expect("create RDS instance");
         }
-        rds.create_db_cluster()
+        self.seed_serverless_cluster(STAGING_CLUSTER, "16.4").await;
+        rds.create_db_instance()
+            .db_instance_identifier(STAGING_CLUSTER_MEMBER)
             .db_cluster_identifier(STAGING_CLUSTER)
             .engine("aurora-postgresql")
-            .engine_version("16.4")
+            .db_instance_class("db.serverless")
+            .tags(rds_tag(STAGING_TAG))
+            .send()
+            .await
+            .expect("create Aurora member");
+    }
+
+    /// Creates a staging-tagged Aurora PostgreSQL Serverless v2 cluster (0.5-2 ACU)
+    /// of `engine_version`, without instances.
+    pub async fn seed_serverless_cluster(&self, identifier: &str, engine_version: &str) {
+        self.rds
+            .create_db_cluster()
+            .db_cluster_identifier(identifier)
+            .engine("aurora-postgresql")
+            .engine_version(engine_version)
             .master_username("app")
             .master_user_password("staging-password-1")
             .serverless_v2_scaling_configuration(
@@ -208,15 +224,6 @@ impl ScaleWorld {
             .send()
             .await
             .expect("create Aurora cluster");
-        rds.create_db_instance()
-            .db_instance_identifier(STAGING_CLUSTER_MEMBER)
-            .db_cluster_identifier(STAGING_CLUSTER)
-            .engine("aurora-postgresql")
-            .db_instance_class("db.serverless")
-            .tags(rds_tag(STAGING_TAG))
-            .send()
-            .await
-            .expect("create Aurora member");
     }
 
     /// Every seeded resource's state, keyed `kind:id`: desired counts, ranges,

@@ -183,24 +183,7 @@ async fn min_capacity_zero_sleeps_a_serverless_cluster_at_zero_acu_and_refuses_o
         .is_none());
 
     // An engine version without 0 ACU: refused, naming the cluster and version.
-    accounts
-        .staging_rds()
-        .create_db_cluster()
-        .db_cluster_identifier("staging-old")
-        .engine("aurora-postgresql")
-        .engine_version("15.4")
-        .master_username("app")
-        .master_user_password("staging-password-1")
-        .serverless_v2_scaling_configuration(
-            aws_sdk_rds::types::ServerlessV2ScalingConfiguration::builder()
-                .min_capacity(0.5)
-                .max_capacity(2.0)
-                .build(),
-        )
-        .tags(aws_sdk_rds::types::Tag::builder().key("understudy:environment").value("staging").build())
-        .send()
-        .await
-        .unwrap();
+    world.seed_serverless_cluster("staging-old", "15.4").await;
     stack.take_requests();
     let refused = stack.invoke(
         "scale-to-zero",

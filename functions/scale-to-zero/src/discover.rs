@@ -246,13 +246,7 @@ async fn describe_services(clients: &Clients, ids: &[String]) -> Result<Vec<Reso
                     kind: Kind::EcsService,
                     id: format!("{cluster}/{name}"),
                     arn: service.service_arn().unwrap_or_default().to_owned(),
-                    tags: service
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned())
-                        })
-                        .collect(),
+                    tags: tag_list(service.tags().iter().map(|t| (t.key(), t.value()))),
                     state: State::Scalable {
                         desired: service.desired_count(),
                         running: service.running_count(),
@@ -303,10 +297,13 @@ async fn scalable_targets(clients: &Clients, services: &[Resource]) -> Result<BT
     Ok(targets)
 }
 
+/// (key, value) pairs from any SDK's tag type, whose fields are all optional.
+fn tag_list<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> TagList {
+    tags.map(|(k, v)| (k.unwrap_or_default().to_owned(), v.unwrap_or_default().to_owned())).collect()
+}
+
 fn rds_tags(list: &[aws_sdk_rds::types::Tag]) -> TagList {
-    list.iter()
-        .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
-        .collect()
+    tag_list(list.iter().map(|t| (t.key(), t.value())))
 }
 
 fn rds_filter(name: &str, ids: &[String]) -> aws_sdk_rds::types::Filter {
@@ -417,13 +414,7 @@ async fn describe_machines(clients: &Clients, ids: &[String]) -> Result<Vec<Reso
                 resources.push(Resource {
                     kind: Kind::Ec2Instance,
                     arn: id.clone(),
-                    tags: instance
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned())
-                        })
-                        .collect(),
+                    tags: tag_list(instance.tags().iter().map(|t| (t.key(), t.value()))),
                     state: State::Machine { state: state.to_owned() },
                     id,
                 });
@@ -455,13 +446,7 @@ async fn describe_groups(clients: &Clients, names: &[String]) -> Result<Vec<Reso
                     kind: Kind::AutoScalingGroup,
                     id: group.auto_scaling_group_name().unwrap_or_default().to_owned(),
                     arn: group.auto_scaling_group_arn().unwrap_or_default().to_owned(),
-                    tags: group
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned())
-                        })
-                        .collect(),
+                    tags: tag_list(group.tags().iter().map(|t| (t.key(), t.value()))),
                     state: State::Scalable {
                         desired: group.desired_capacity().unwrap_or_default(),
                         running: in_service,
