@@ -66,6 +66,28 @@ impl LocalStack {
         answer.payload["ok"] == true
     }
 
+    /// Makes the emulator show `status` (`incompatible-parameters`, `failed`, ...) for
+    /// every database of `account` whose identifier starts with `identifier_prefix`,
+    /// existing now or created later: in DescribeDBInstances for `kind` "instance"
+    /// (clusters' member instances included), in DescribeDBClusters for "cluster".
+    /// Only describe answers change; a test-only endpoint (see `tests/local/stack.py`).
+    pub fn override_database_status(&self, account: &str, kind: &str, identifier_prefix: &str, status: &str) {
+        let body = serde_json::json!({
+            "account": account,
+            "kind": kind,
+            "identifier_prefix": identifier_prefix,
+            "status": status
+        });
+        let answer = self.post("/understudy/rds/status-override", &body);
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+
+    /// Clears every database status override: describe calls show the real status again.
+    pub fn clear_database_status_overrides(&self) {
+        let answer = self.request("DELETE", "/understudy/rds/status-override", None);
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+
     /// Creates staging's VPC, subnets, security group and DB subnet group
     /// (answers their ids), through a test-fixture endpoint of the stack.
     pub fn seed_staging_network(&self, subnet_group: &str) -> Value {

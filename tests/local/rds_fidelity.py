@@ -30,6 +30,11 @@ transition.
   belongs to the master user; a snapshot captures the password, not its management.
 - Aurora instances stop and start with their cluster (`_patch_member_states`);
   automated backups never block a create (`_patch_automated_backups`).
+- Public access (`_patch_public_access`): a DB instance created, restored or replicated
+  without PubliclyAccessible is publicly accessible, the pessimistic reading of AWS's
+  defaults (public in a default VPC, or a VPC with an internet gateway; public without
+  a subnet group or with the `default` one); an explicit PubliclyAccessible is kept,
+  false included.
 """
 
 from __future__ import annotations
@@ -87,6 +92,7 @@ def _patch_rds() -> None:
     _patch_passwords()
     _patch_automated_backups()
     _patch_member_states()
+    _patch_public_access()
 
 
 # --- KMS ---------------------------------------------------------------------------
@@ -487,6 +493,48 @@ def _patch_member_states() -> None:
             for member in backend.clusters[cluster_identifier].members:
                 hold(member, {"status": transitional}, {"status": final})
             return returned
+
+
+def _patch_public_access() -> None:
+    from moto.rds.models import RDSBackend
+
+    # AWS (CreateDBInstance, PubliclyAccessible) has documented the default two ways.
+    # The API reference as the SDKs carry it (e.g. the Kotlin SDK's CreateDbInstanceRequest):
+    # "If DBSubnetGroupName isn't specified, and PubliclyAccessible isn't specified [...]
+    # If the default VPC in the target Region has an internet gateway attached to it,
+    # the DB instance is public. If DBSubnetGroupName is specified, and
+    # PubliclyAccessible isn't specified [...] If the subnets are part of a VPC that has
+    # an internet gateway attached to it, the DB instance is public." botocore 1.44's
+    # model: "If DBSubnetGroup isn't specified, PubliclyAccessible defaults to false for
+    # Aurora instances and true for non-Aurora instances. If DBSubnetGroup is specified,
+    # PubliclyAccessible defaults to false unless the value of DBSubnetGroup is default,
+    # in which case PubliclyAccessible defaults to true." The emulator knows no internet
+    # gateways (a default VPC has one), so it takes the pessimistic reading of both:
+    # public whenever PubliclyAccessible is not given, Aurora instances and custom subnet
+    # groups included; only an explicit false makes a database private.
+    # RestoreDBInstanceFromDBSnapshot, RestoreDBInstanceToPointInTime and
+    # CreateDBInstanceReadReplica: "For more information, see CreateDBInstance." moto
+    # left the setting unset (no PubliclyAccessible in DescribeDBInstances), and a
+    # restore or replica kept its source's, ignoring an explicit false.
+    @_patch(RDSBackend, "create_db_instance")
+    def create_db_instance(original: Callable, backend: Any, db_kwargs: Any) -> Any:
+        # A cluster's instances too; restores and replicas are settled below.
+        if db_kwargs.get("publicly_accessible") is None:
+            db_kwargs["publicly_accessible"] = True
+        return original(backend, db_kwargs)
+
+    for name, param in (("restore_db_instance_from_db_snapshot", "overrides"),
+                        ("restore_db_instance_to_point_in_time", "overrides"),
+                        ("create_db_instance_read_replica", "db_kwargs")):
+        signature = inspect.signature(getattr(RDSBackend, name))
+
+        @_patch(RDSBackend, name)
+        def as_requested(original: Callable, backend: Any, *args: Any, signature: inspect.Signature = signature,
+                         param: str = param, **kwargs: Any) -> Any:
+            requested = signature.bind(backend, *args, **kwargs).arguments[param].get("publicly_accessible")
+            instance = original(backend, *args, **kwargs)
+            instance.publicly_accessible = True if requested is None else bool(requested)
+            return instance
 
 
 # --- master passwords ---------------------------------------------------------------

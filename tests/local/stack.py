@@ -83,7 +83,22 @@ What runs:
     master password, not its management: the restored database opens with it.
   - A database created under a name renamed away in the same minute no longer
     collides with moto's automated snapshot names.
+  - A DB instance created (CreateDBInstance, a cluster's instances included), restored
+    (RestoreDBInstanceFromDBSnapshot, RestoreDBInstanceToPointInTime) or replicated
+    (CreateDBInstanceReadReplica) without PubliclyAccessible is publicly accessible
+    (`PubliclyAccessible: true`): the pessimistic reading of AWS's defaults (public in
+    a default VPC or a VPC with an internet gateway; public without a subnet group, or
+    with the `default` one), the emulator knowing no gateways, so Aurora instances and
+    custom subnet groups too. An explicit PubliclyAccessible is kept, false included.
+    (moto left it unset, and a restore or replica kept its source's, ignoring an
+    explicit false.)
   ModifyDBCluster on a missing cluster is DBClusterNotFoundFault (moto: a 500).
+  In Step Functions (sfn_fidelity.py), a Retry's or Catch's `States.ALL` matches neither
+  `States.Runtime` (a JSONPath missing from the input in Parameters, ResultSelector,
+  ...) nor `States.DataLimitExceeded`: the execution fails with that error. A
+  `States.Runtime` is never retried nor caught, even by a retrier or catcher naming it;
+  `States.DataLimitExceeded` is caught only by one naming it. (moto's States.ALL matched
+  every error.)
 - **Fault injection**: `POST /understudy/faults` on the invoke host with
   `{"service": "rds", "action": "ModifyDBCluster", "code": "InternalFailure",
   "account": "123456789012", "identifier": "staging-db", "nth": 2, "times": 1,
@@ -140,6 +155,20 @@ What runs:
   or ModifyDB*, or, with ManageMasterUserPassword, the current value of the managed
   secret; an Aurora instance opens with its cluster's. 404 if the database does not
   exist, 400 for a malformed request.
+- **Database status overrides** (rds_status.py): `POST /understudy/rds/status-override`
+  with `{"account": "222222222222", "region": "us-east-1", "kind": "instance" |
+  "cluster", "identifier_prefix": "staging-aurora-new-", "status":
+  "incompatible-parameters"}` (account and region default to staging's and the stack's)
+  makes DescribeDBInstances (`instance`: RDS instances and clusters' member instances)
+  or DescribeDBClusters (`cluster`) show that status for every database of the kind in
+  that account and Region whose identifier starts with the prefix (case-insensitively),
+  existing now or created later. It answers the override, `{"id", "account", "region",
+  "kind", "identifier_prefix", "status"}` (400 for a malformed request); `GET` answers
+  `{"overrides": [...]}`, `DELETE` clears them all (`{"overrides": []}`). The last added
+  of several matching overrides wins. Only describe responses change: other calls (and
+  the fidelity patches' state checks) see the real status. The override wins over a
+  transition held for the slow polls, which keeps counting its polls underneath and
+  shows where it got to once the overrides are cleared.
 
 Logs go to the log directory (a new temporary one by default, kept afterwards):
 `<function>.log` holds each function's stdout and stderr, `stack.log` the launcher's.
@@ -175,10 +204,12 @@ from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
+import rds_status  # noqa: E402
 import s3_faults  # noqa: E402
 import s3_fidelity  # noqa: E402
 import sam_template  # noqa: E402
 import seed  # noqa: E402
+import sfn_fidelity  # noqa: E402
 import slow_transitions  # noqa: E402
 import traffic  # noqa: E402
 
@@ -209,6 +240,9 @@ def moto_app() -> Callable:
         # patches go on last, so they run before the slow transitions' ones.
         slow_transitions.install_for(service)
         rds_fidelity.install_for(service)
+        sfn_fidelity.install_for(service)
+        # Status overrides go outside everything: they change only what describes show.
+        rds_status.install_for(service)
         return app
 
     # Object tags follow the object across accounts, as on AWS (see s3_fidelity.py).
@@ -228,6 +262,7 @@ def control_apps(region: str) -> dict[str, Callable]:
         "/understudy/faults": traffic.faults_app,
         "/understudy/requests": traffic.requests_app,
         "/understudy/rds/check-password": rds_fidelity.password_check_app(region),
+        "/understudy/rds/status-override": rds_status.overrides_app(region),
         "/understudy/seed/network": seed.network_app(region),
     }
 

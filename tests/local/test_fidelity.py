@@ -1,6 +1,7 @@
 """Self-test of the launcher's RDS fidelity patches (rds_fidelity.py): each AWS rule is
 shown against the running stack with boto3, production (111111111111) and staging
-(123456789012) being two accounts of the one emulator, as in the refresh.
+(123456789012) being two accounts of the one emulator, as in the refresh. Also the
+database status overrides (rds_status.py, /understudy/rds/status-override).
 
     .venv/bin/python -m unittest discover -s tests/local -p 'test_*.py'
 """
@@ -414,6 +415,166 @@ class RdsFidelityTest(SharedStackTestCase):
         # Other accounts, missing databases, bad requests.
         self.assertEqual(self.check_password("cluster", "pw", "admin", secret["password"], PRODUCTION)[0], 404)
         self.assertEqual(self.control("/understudy/rds/check-password", {"kind": "table"})[0], 400)
+
+    # Public access
+
+    def create_instance(self, rds: Any, identifier: str, **kwargs: Any) -> dict[str, Any]:
+        return rds.create_db_instance(
+            DBInstanceIdentifier=identifier, Engine="postgres", DBInstanceClass="db.t3.micro",
+            MasterUsername="stguser", MasterUserPassword="staging-pass-1", **kwargs,
+        )["DBInstance"]
+
+    def public(self, identifier: str) -> Any:
+        return self.instance(self.stg, identifier).get("PubliclyAccessible")
+
+    def test_instances_are_public_unless_asked_otherwise(self) -> None:
+        # AWS: without PubliclyAccessible, an instance in a default VPC (or a VPC with an
+        # internet gateway) is public; moto left it unset.
+        self.create_instance(self.stg, "pa-default")
+        self.create_instance(self.stg, "pa-private", PubliclyAccessible=False)
+        self.create_instance(self.stg, "pa-public", PubliclyAccessible=True)
+        self.assertEqual([self.public(i) for i in ("pa-default", "pa-private", "pa-public")], [True, False, True])
+        self.create_cluster(self.stg, "pa-cluster")
+        self.create_member(self.stg, "pa-cluster", "pa-cluster-1")
+        self.assertIs(self.public("pa-cluster-1"), True)
+        self.stg.create_db_instance(
+            DBInstanceIdentifier="pa-cluster-2", DBClusterIdentifier="pa-cluster", Engine=ENGINE,
+            DBInstanceClass="db.serverless", PubliclyAccessible=False,
+        )
+        self.assertIs(self.public("pa-cluster-2"), False)
+
+        # Restores and replicas follow the same rule, not their source's setting; an
+        # explicit false is kept (moto ignored it when the source was public).
+        for source in ("pa-public", "pa-private"):
+            self.stg.create_db_snapshot(DBInstanceIdentifier=source, DBSnapshotIdentifier=f"{source}-snap")
+        restores = {
+            "pa-r-from-public-false": ("pa-public-snap", {"PubliclyAccessible": False}),
+            "pa-r-from-private-default": ("pa-private-snap", {}),
+            "pa-r-from-private-true": ("pa-private-snap", {"PubliclyAccessible": True}),
+        }
+        for target, (snapshot, extra) in restores.items():
+            restored = self.stg.restore_db_instance_from_db_snapshot(
+                DBSnapshotIdentifier=snapshot, DBInstanceIdentifier=target, **extra
+            )["DBInstance"]
+            self.assertEqual(restored.get("PubliclyAccessible"), extra.get("PubliclyAccessible", True), target)
+            self.assertEqual(self.public(target), extra.get("PubliclyAccessible", True), target)
+        point_in_time = self.stg.restore_db_instance_to_point_in_time(
+            SourceDBInstanceIdentifier="pa-public", TargetDBInstanceIdentifier="pa-pitr", PubliclyAccessible=False
+        )["DBInstance"]
+        self.assertIs(point_in_time["PubliclyAccessible"], False)
+        self.stg.restore_db_instance_to_point_in_time(
+            SourceDBInstanceIdentifier="pa-private", TargetDBInstanceIdentifier="pa-pitr-default"
+        )
+        self.assertIs(self.public("pa-pitr-default"), True)
+        self.stg.create_db_instance_read_replica(
+            SourceDBInstanceIdentifier="pa-private", DBInstanceIdentifier="pa-replica"
+        )
+        self.stg.create_db_instance_read_replica(
+            SourceDBInstanceIdentifier="pa-public", DBInstanceIdentifier="pa-replica-private", PubliclyAccessible=False
+        )
+        self.assertEqual([self.public(i) for i in ("pa-replica", "pa-replica-private", "pa-private", "pa-public")],
+                         [True, False, False, True])
+
+
+class DatabaseStatusOverrideTest(SharedStackTestCase):
+    """POST/GET/DELETE /understudy/rds/status-override (rds_status.py)."""
+
+    PATH = "/understudy/rds/status-override"
+
+    def setUp(self) -> None:
+        self.assertEqual(self.control(self.PATH, method="DELETE"), (200, {"overrides": []}))
+        self.stg = self.client("rds")
+        self.prod = self.production_client("rds")
+
+    def tearDown(self) -> None:
+        self.control(self.PATH, method="DELETE")  # none may outlive its test
+        self.set_slow_polls(0)
+
+    def override(self, **body: Any) -> dict[str, Any]:
+        status, answer = self.control(self.PATH, body)
+        self.assertEqual(status, 200, answer)
+        return answer
+
+    def instance_status(self, rds: Any, identifier: str) -> str:
+        return rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"][0]["DBInstanceStatus"]
+
+    def cluster_status(self, rds: Any, identifier: str) -> str:
+        return rds.describe_db_clusters(DBClusterIdentifier=identifier)["DBClusters"][0]["Status"]
+
+    def create_instance(self, rds: Any, identifier: str, **kwargs: Any) -> None:
+        rds.create_db_instance(DBInstanceIdentifier=identifier, DBInstanceClass="db.t3.micro", **(kwargs or {
+            "Engine": "postgres", "MasterUsername": "stguser", "MasterUserPassword": "staging-pass-1"}))
+
+    def test_matching_databases_show_the_status_now_and_once_created(self) -> None:
+        self.set_slow_polls(0)
+        self.stg.create_db_cluster(DBClusterIdentifier="ovr-aurora-new-1", Engine=ENGINE,
+                                   MasterUsername="stguser", MasterUserPassword="staging-pass-1")
+        self.create_instance(self.stg, "ovr-aurora-new-1-a", Engine=ENGINE, DBClusterIdentifier="ovr-aurora-new-1")
+        self.create_instance(self.stg, "ovr-other")
+        answer = self.override(account=STAGING, kind="instance", identifier_prefix="ovr-aurora-new-",
+                               status="incompatible-parameters")
+        self.assertEqual({k: v for k, v in answer.items() if k != "id"}, {
+            "account": STAGING, "region": "us-east-1", "kind": "instance", "identifier_prefix": "ovr-aurora-new-",
+            "status": "incompatible-parameters",
+        })
+        self.assertEqual(self.instance_status(self.stg, "ovr-aurora-new-1-a"), "incompatible-parameters")
+        self.assertEqual(self.instance_status(self.stg, "ovr-other"), "available")
+        self.assertEqual(self.cluster_status(self.stg, "ovr-aurora-new-1"), "available")  # kind instance only
+        # Clusters have their own kind; the prefix is matched case-insensitively.
+        self.override(kind="cluster", identifier_prefix="OVR-Aurora-New-", status="incompatible-restore")
+        self.assertEqual(self.cluster_status(self.stg, "ovr-aurora-new-1"), "incompatible-restore")
+        # A database created afterwards shows it at once, in an unfiltered describe too.
+        self.create_instance(self.stg, "ovr-aurora-new-2")
+        shown = {i["DBInstanceIdentifier"]: i["DBInstanceStatus"] for i in self.stg.describe_db_instances()["DBInstances"]}
+        self.assertEqual({k: v for k, v in shown.items() if k.startswith("ovr-")}, {
+            "ovr-aurora-new-1-a": "incompatible-parameters", "ovr-aurora-new-2": "incompatible-parameters",
+            "ovr-other": "available",
+        })
+        # The last added matching override wins.
+        self.override(kind="instance", identifier_prefix="ovr-aurora-new-2", status="failed")
+        self.assertEqual(self.instance_status(self.stg, "ovr-aurora-new-2"), "failed")
+        self.assertEqual(self.instance_status(self.stg, "ovr-aurora-new-1-a"), "incompatible-parameters")
+        # Another account (default: staging) is not affected.
+        self.create_instance(self.prod, "ovr-aurora-new-prod")
+        self.assertEqual(self.instance_status(self.prod, "ovr-aurora-new-prod"), "available")
+
+        status, listed = self.control(self.PATH)
+        self.assertEqual(status, 200)
+        self.assertEqual([(o["kind"], o["identifier_prefix"], o["status"]) for o in listed["overrides"]], [
+            ("instance", "ovr-aurora-new-", "incompatible-parameters"),
+            ("cluster", "OVR-Aurora-New-", "incompatible-restore"),
+            ("instance", "ovr-aurora-new-2", "failed"),
+        ])
+        # Only describes change: moto keeps the real status, which other calls see.
+        from_modify = self.stg.modify_db_instance(DBInstanceIdentifier="ovr-aurora-new-2", ApplyImmediately=True,
+                                                  BackupRetentionPeriod=2)["DBInstance"]
+        self.assertEqual(from_modify["DBInstanceStatus"], "available")
+        self.assertEqual(self.control(self.PATH, method="DELETE"), (200, {"overrides": []}))
+        self.assertEqual(self.instance_status(self.stg, "ovr-aurora-new-2"), "available")
+        self.assertEqual(self.cluster_status(self.stg, "ovr-aurora-new-1"), "available")
+
+    def test_override_wins_over_a_held_transition(self) -> None:
+        self.set_slow_polls(2)
+        self.override(kind="instance", identifier_prefix="ovr-held-", status="incompatible-restore")
+        self.create_instance(self.stg, "ovr-held-1")
+        self.create_instance(self.stg, "ovr-unheld-1")
+        self.assertEqual([self.instance_status(self.stg, "ovr-held-1") for _ in range(3)],
+                         ["incompatible-restore"] * 3)
+        # The transition ran underneath: once cleared, the instance shows where it got to.
+        self.control(self.PATH, method="DELETE")
+        self.assertEqual(self.instance_status(self.stg, "ovr-held-1"), "available")
+        self.assertEqual([self.instance_status(self.stg, "ovr-unheld-1") for _ in range(3)],
+                         ["creating", "creating", "available"])
+
+    def test_malformed_requests_are_refused(self) -> None:
+        for body in ({"kind": "table", "identifier_prefix": "x", "status": "failed"},
+                     {"kind": "instance", "identifier_prefix": "x"},
+                     {"kind": "cluster", "identifier_prefix": "", "status": "failed"},
+                     {"kind": "cluster", "identifier_prefix": "x", "status": "failed", "account": 222222222222},
+                     ["not", "an", "object"]):
+            self.assertEqual(self.control(self.PATH, body)[0], 400, body)
+        self.assertEqual(self.control(self.PATH, method="PUT")[0], 405)
+        self.assertEqual(self.control(self.PATH), (200, {"overrides": []}))
 
 
 if __name__ == "__main__":
