@@ -8,13 +8,14 @@ VENV_STAMP := $(VENV)/.installed
 LOCAL := .local
 CARGO ?= cargo
 
-.PHONY: help venv build demo test lint rust-tests stack-selftest validate local-up local-down package clean
+.PHONY: help venv build demo test lint rust-tests stack-selftest validate local-up local-down package clean statemachines
 
 help:
 	@echo "make demo        set up, start the local stack, refresh a seeded staging from a seeded production"
 	@echo "make test        set up and run every test (lint, unit, functions against moto, state machines in moto)"
 	@echo "make local-up    start the local stack (moto + Lambda invoke host) in the background; prints exports"
 	@echo "make local-down  stop it"
+	@echo "make statemachines  regenerate statemachines/*.asl.json, their diagrams and statemachines/README.md"
 	@echo "make package     build arm64 Lambda zips with cargo-lambda (installed into .venv)"
 	@echo "make bench-mirror  the S3 mirror against aws s3 sync and rclone on a local garage (not in make test)"
 	@echo "make bench-scale   scale-to-zero's AWS calls and time on a seeded staging of 250 resources (not in make test)"
@@ -39,6 +40,11 @@ test: venv build lint validate stack-selftest rust-tests
 	@python3 -c 'import re; r=open("$(LOCAL)/rust-tests.log").read(); p=open("$(LOCAL)/stack-selftest.log").read(); \
 	n=sum(int(x) for x in re.findall(r"test result: \w+\. (\d+) passed", r)) + int(re.search(r"Ran (\d+) test", p).group(1)); \
 	f=sum(int(x) for x in re.findall(r"(\d+) failed;", r)); print(f"total: {n} passed, {f} failed")'
+
+# The definitions are the generator's output (statemachines/generator); a test
+# fails while the committed files differ from it.
+statemachines:
+	$(CARGO) run --quiet -p understudy-statemachines
 
 lint:
 	$(CARGO) fmt --all -- --check

@@ -291,27 +291,53 @@ impl Default for TagSelector {
     }
 }
 
-/// Seconds between polls in the state machines' wait loops.
+/// How the state machines' wait loops poll (see [`crate::poll`]): each waits
+/// `<kind>_seconds` first, doubles the wait up to `<kind>_max_seconds`, and
+/// fails with `WaitTimedOut` after `<kind>_timeout_minutes`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PollIntervals {
-    /// Between snapshot and snapshot-copy status checks (default 30).
+    /// First wait on a snapshot or snapshot copy (default 30, at least 1).
     #[serde(default = "default_snapshot_poll", deserialize_with = "number_or_numeric_string")]
     pub snapshot_seconds: u32,
-    /// Between database status checks: restore, rename, start (default 30).
+    /// Longest wait on a snapshot (default 300).
+    #[serde(default = "default_max_wait", deserialize_with = "number_or_numeric_string")]
+    pub snapshot_max_seconds: u32,
+    /// Give up on a snapshot after this long (default 720: a large database's snapshot takes hours).
+    #[serde(default = "default_long_timeout", deserialize_with = "number_or_numeric_string")]
+    pub snapshot_timeout_minutes: u32,
+    /// First wait on a database: restore, rename, start (default 30, at least 1).
     #[serde(default = "default_snapshot_poll", deserialize_with = "number_or_numeric_string")]
     pub database_seconds: u32,
-    /// Between checks that woken services are stable (default 15).
+    /// Longest wait on a database (default 300).
+    #[serde(default = "default_max_wait", deserialize_with = "number_or_numeric_string")]
+    pub database_max_seconds: u32,
+    /// Give up on a database after this long (default 720).
+    #[serde(default = "default_long_timeout", deserialize_with = "number_or_numeric_string")]
+    pub database_timeout_minutes: u32,
+    /// First wait for woken services to be stable (default 15, at least 1).
     #[serde(default = "default_service_poll", deserialize_with = "number_or_numeric_string")]
     pub service_seconds: u32,
+    /// Longest wait for services (default 60).
+    #[serde(default = "default_service_max_wait", deserialize_with = "number_or_numeric_string")]
+    pub service_max_seconds: u32,
+    /// Give up on services after this long (default 30).
+    #[serde(default = "default_service_timeout", deserialize_with = "number_or_numeric_string")]
+    pub service_timeout_minutes: u32,
 }
 
 impl Default for PollIntervals {
     fn default() -> Self {
         Self {
             snapshot_seconds: default_snapshot_poll(),
+            snapshot_max_seconds: default_max_wait(),
+            snapshot_timeout_minutes: default_long_timeout(),
             database_seconds: default_snapshot_poll(),
+            database_max_seconds: default_max_wait(),
+            database_timeout_minutes: default_long_timeout(),
             service_seconds: default_service_poll(),
+            service_max_seconds: default_service_max_wait(),
+            service_timeout_minutes: default_service_timeout(),
         }
     }
 }
@@ -425,6 +451,18 @@ pub(crate) fn default_snapshot_poll() -> u32 {
 fn default_service_poll() -> u32 {
     15
 }
+fn default_max_wait() -> u32 {
+    300
+}
+fn default_long_timeout() -> u32 {
+    720
+}
+fn default_service_max_wait() -> u32 {
+    60
+}
+fn default_service_timeout() -> u32 {
+    30
+}
 fn default_keep() -> u32 {
     3
 }
@@ -469,9 +507,7 @@ impl EnvironmentConfig {
             }
         }
         self.scale.check()?;
-        if self.poll.snapshot_seconds == 0 {
-            return Err(invalid("config.poll.snapshot_seconds", "must be at least 1".into()));
-        }
+        self.poll.plans(&[])?;
         if self.retention.keep_snapshots == 0 {
             return Err(invalid(
                 "config.retention.keep_snapshots",
@@ -484,6 +520,23 @@ impl EnvironmentConfig {
     /// The database section, or an error naming it when a function needs it.
     pub fn require_database(&self) -> Result<&DatabaseConfig> {
         self.database.as_ref().ok_or_else(|| invalid("config.database", "is required for this action".into()))
+    }
+}
+
+/// What `validate` answers: the document with every field default filled in,
+/// and the wait plan of every poll loop kind (`$.waits` in the machines).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Validated<C> {
+    /// The checked document.
+    pub config: C,
+    /// How each kind of poll loop waits and when it gives up.
+    pub waits: crate::poll::WaitPlans,
+}
+
+impl<C> Validated<C> {
+    /// `config` with the plans of `poll`, checked against the history of each of `machines`.
+    pub fn new(config: C, poll: &PollIntervals, machines: &[&str]) -> Result<Self> {
+        Ok(Self { waits: poll.plans(machines)?, config })
     }
 }
 

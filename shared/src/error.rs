@@ -66,6 +66,16 @@ pub enum Error {
     /// Any other AWS error; not retried.
     #[error("{0}")]
     AwsRequestFailed(String),
+    /// A staging database (or one of a cluster's instances) is in a status that
+    /// needs an operator (`failed`, `incompatible-restore`, `storage-full`, ...):
+    /// waiting longer will not help.
+    #[error("{0}")]
+    DatabaseFailed(String),
+    /// A state machine's poll loop gave up after its `config.poll.*_timeout_minutes`.
+    /// Raised by the machines themselves (never by a function), it takes the same
+    /// undo path as any other failure.
+    #[error("{0}")]
+    WaitTimedOut(String),
 }
 
 impl Error {
@@ -92,6 +102,8 @@ impl Error {
             Error::Throttled(_) => "Throttled",
             Error::AwsTransient(_) => "AwsTransient",
             Error::AwsRequestFailed(_) => "AwsRequestFailed",
+            Error::DatabaseFailed(_) => "DatabaseFailed",
+            Error::WaitTimedOut(_) => "WaitTimedOut",
         }
     }
 
@@ -150,6 +162,42 @@ impl Error {
     }
 }
 
+/// One rule of the suite's `Retry` list: the state machines retry these error
+/// names with exponential backoff and full jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryRule {
+    /// The `errorType`s (or Lambda service error names) the rule matches.
+    pub errors: &'static [&'static str],
+    /// Seconds before the first retry.
+    pub interval_seconds: u32,
+    /// Attempts after the first one.
+    pub max_attempts: u32,
+    /// Factor by which each interval grows.
+    pub backoff_rate: f64,
+}
+
+/// Errors of the Lambda service itself (not of the function): always worth a retry.
+pub const LAMBDA_SERVICE_ERRORS: &[&str] = &[
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+];
+
+/// The one `Retry` list every Lambda task of every state machine carries: the
+/// Lambda service's own errors, then [`Error::RETRYABLE`]. Every other name is
+/// terminal and goes to the task's `Catch`.
+pub const RETRY_POLICY: &[RetryRule] = &[
+    RetryRule { errors: LAMBDA_SERVICE_ERRORS, interval_seconds: 2, max_attempts: 6, backoff_rate: 2.0 },
+    RetryRule {
+        errors: &["Throttled", "AwsTransient"],
+        interval_seconds: 5,
+        max_attempts: 5,
+        backoff_rate: 2.0,
+    },
+    RetryRule { errors: &["ResourceBusy"], interval_seconds: 10, max_attempts: 8, backoff_rate: 1.5 },
+];
+
 fn is_throttling_code(code: &str) -> bool {
     matches!(
         code,
@@ -181,6 +229,15 @@ mod tests {
         let diagnostic: Diagnostic = Error::SourceNotFound("no cluster `x`".into()).into();
         assert_eq!(diagnostic.error_type, "SourceNotFound");
         assert_eq!(diagnostic.error_message, "no cluster `x`");
+    }
+
+    #[test]
+    fn the_retry_policy_retries_exactly_the_retryable_names_and_the_lambda_service_errors() {
+        let mut retried: Vec<&str> = RETRY_POLICY.iter().flat_map(|r| r.errors.iter().copied()).collect();
+        retried.sort();
+        let mut expected: Vec<&str> = LAMBDA_SERVICE_ERRORS.iter().chain(Error::RETRYABLE).copied().collect();
+        expected.sort();
+        assert_eq!(retried, expected);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod aws;
 pub mod config;
 pub mod error;
 pub mod guard;
+pub mod poll;
 pub mod rds;
 pub mod request;
 pub mod runtime;

@@ -240,14 +240,7 @@ impl ScaleDocument {
     pub fn from_value(value: Value) -> Result<Self> {
         let document: Self = parse_under("config", value)?;
         document.scale.check()?;
-        for (path, seconds) in [
-            ("config.poll.database_seconds", document.poll.database_seconds),
-            ("config.poll.service_seconds", document.poll.service_seconds),
-        ] {
-            if seconds == 0 {
-                return Err(invalid(path, "must be at least 1".into()));
-            }
-        }
+        document.poll.plans(&[])?;
         Ok(document)
     }
 }

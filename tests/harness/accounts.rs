@@ -232,8 +232,14 @@ pub fn deployed_defaults(kind: &str, source: &str, poll_seconds: u32) -> Vec<(St
         ("StagingTagKey", "understudy:environment".into()),
         ("StagingTagValue", "staging".into()),
         ("SnapshotPollSeconds", poll_seconds.to_string()),
+        // Flat waits in tests, as often as the slow transitions need, and short
+        // timeouts (1-second polls may poll at most 1000 times).
+        ("SnapshotPollMaxSeconds", poll_seconds.to_string()),
+        ("SnapshotTimeoutMinutes", "2".into()),
         ("SnapshotsToKeep", "3".into()),
         ("DatabasePollSeconds", poll_seconds.to_string()),
+        ("DatabasePollMaxSeconds", poll_seconds.to_string()),
+        ("DatabaseTimeoutMinutes", "2".into()),
         ("DatabaseShareKmsKeyArn", String::new()),
         ("DatabaseStagingKmsKeyId", String::new()),
         ("DatabaseSubnetGroup", String::new()),

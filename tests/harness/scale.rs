@@ -374,6 +374,8 @@ pub fn scale_defaults(poll_seconds: u32) -> Vec<(String, String)> {
     let extra = [
         ("ScaleToZeroFunctionArn", function),
         ("ServicePollSeconds", poll_seconds.to_string()),
+        ("ServicePollMaxSeconds", poll_seconds.to_string()),
+        ("ServiceTimeoutMinutes", "2".into()),
         ("ScaleSelectByTag", "true".into()),
         ("ScaleEcsServices", String::new()),
         ("ScaleDbInstances", String::new()),

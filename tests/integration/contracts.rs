@@ -66,33 +66,6 @@ fn every_function_event_parses_and_its_config_validates() {
     }
 }
 
-/// moto's engine cannot start nested executions, so refresh contains the snapshot
-/// stage itself: this keeps the two copies from drifting apart.
-#[test]
-fn the_refresh_state_machine_runs_the_snapshot_stage_unchanged() {
-    let read = |file: &str| -> Value {
-        serde_json::from_str(&fs::read_to_string(workspace_root().join("statemachines").join(file)).unwrap())
-            .unwrap()
-    };
-    let snapshot = read("snapshot.asl.json");
-    let refresh = read("refresh.asl.json");
-    let stage =
-        ["Create the snapshot", "Wait for the snapshot", "Check the snapshot", "Is the snapshot available?"];
-    for state in stage {
-        assert_eq!(
-            refresh["States"][state], snapshot["States"][state],
-            "`{state}` differs between the two machines"
-        );
-    }
-    let mut prune_in_refresh = refresh["States"]["Prune older snapshots"].clone();
-    let mut prune_in_snapshot = snapshot["States"]["Prune older snapshots"].clone();
-    assert_eq!(prune_in_refresh["Next"], "Share the snapshot");
-    prune_in_refresh["Next"] = Value::Null;
-    prune_in_snapshot["Next"] = Value::Null;
-    assert_eq!(prune_in_refresh, prune_in_snapshot, "`Prune older snapshots` differs beyond its Next");
-    assert_eq!(refresh["States"]["Check the guard rails"]["Next"], "Create the snapshot");
-}
-
 #[test]
 fn execution_inputs_only_use_config_sections() {
     let known =

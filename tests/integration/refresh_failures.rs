@@ -396,3 +396,76 @@ async fn a_failure_after_waking_a_sleeping_staging_puts_it_back_to_sleep() {
         live.status()
     );
 }
+
+/// The refresh's substitutions with database waits that grow from 1 s to
+/// `cap_seconds` and give up after `timeout_minutes`.
+fn with_database_waits(
+    world: &RefreshStack,
+    cap_seconds: u32,
+    timeout_minutes: u32,
+) -> Vec<(String, String)> {
+    let mut defaults = world.seed_000_defaults();
+    for (key, value) in [
+        ("DatabasePollMaxSeconds", cap_seconds.to_string()),
+        ("DatabaseTimeoutMinutes", timeout_minutes.to_string()),
+    ] {
+        defaults.iter_mut().find(|(k, _)| k == key).expect("known substitution").1 = value;
+    }
+    defaults
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restore_held_in_a_transitional_status_past_its_bound_times_out_and_is_undone() {
+    let world = RefreshStack::start().await;
+    world.seed_000().await;
+    let before = world.cluster(TARGET).await.expect("seeded staging cluster");
+    let arn = world.state_machine("understudy-refresh", &with_database_waits(&world, 8, 1)).await;
+    let run = "deploy-restore-never-ends";
+    // AWS can keep a restore `creating` for hours; here it never ends.
+    world.stack.override_database_status(STAGING_ACCOUNT, "cluster", &format!("{TARGET}-new-"), "creating");
+
+    let outcome = world.run(&arn, run, &json!({})).await;
+    world.stack.clear_database_status_overrides();
+
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}\n{}", world.logs());
+    assert_eq!(outcome.error.as_deref(), Some("WaitTimedOut"), "{outcome:#?}");
+    let cause = outcome.cause.as_deref().unwrap_or_default();
+    assert!(
+        cause.contains("for the restore")
+            && cause.contains("1 minutes")
+            && cause.contains("database_timeout_minutes"),
+        "the cause says what was awaited and for how long: {cause}"
+    );
+    // Waits of 1, 2, 4, 8, 8, ... seconds: the polls a minute allows, no more.
+    let polls = understudy_shared::poll::polls_within(1, 8, 1) as usize;
+    assert_eq!(outcome.times_entered("Check the restore"), polls + 1, "{outcome:#?}");
+    assert_eq!(outcome.times_entered("Wait longer for the restore"), 3, "the wait doubled to its cap");
+    assert_eq!(outcome.times_entered("Undo this run's changes"), 1, "the same undo as any failure");
+    assert_eq!(outcome.times_entered("Rename the live database aside"), 0, "live staging was never touched");
+    assert_staging_as_before(&world, before.db_cluster_resource_id(), run).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_member_that_needs_an_operator_fails_at_once_and_is_undone() {
+    let (world, arn) = seed_000().await;
+    let before = world.cluster(TARGET).await.expect("seeded staging cluster");
+    let run = "deploy-member-incompatible";
+    let member = format!("{}-1", temporary_identifier(TARGET, run));
+    world.stack.override_database_status(STAGING_ACCOUNT, "instance", &member, "incompatible-parameters");
+
+    let outcome = world.run(&arn, run, &json!({})).await;
+    world.stack.clear_database_status_overrides();
+
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}\n{}", world.logs());
+    assert_eq!(outcome.error.as_deref(), Some("DatabaseFailed"), "{outcome:#?}");
+    let cause = outcome.cause.as_deref().unwrap_or_default();
+    assert!(cause.contains(&member) && cause.contains("incompatible-parameters"), "{cause}");
+    assert_eq!(
+        states_failing_with(&outcome, "DatabaseFailed").first().map(String::as_str),
+        Some("Check the restore"),
+        "failed at the first look, not after polling: {outcome:#?}"
+    );
+    assert_eq!(outcome.times_entered("Check the restore"), 1, "{outcome:#?}");
+    assert_eq!(outcome.times_entered("Undo this run's changes"), 1);
+    assert_staging_as_before(&world, before.db_cluster_resource_id(), run).await;
+}

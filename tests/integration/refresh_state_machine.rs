@@ -229,3 +229,64 @@ async fn seed_003_same_account_instance_is_replaced_the_same_way() {
     );
     assert_eq!(outcome.times_entered("Check the share copy"), 0, "nothing is shared within one account");
 }
+
+/// A team's first refresh: staging has no database under the target name yet.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_refresh_with_no_live_staging_database_creates_it_private_in_stagings_network() {
+    use crate::refresh_world::RefreshStack;
+    use understudy_tests::accounts::STAGING_SUBNET_GROUP;
+
+    let world = RefreshStack::start().await;
+    world.accounts.seed_production_cluster(SOURCE).await;
+    assert_eq!(world.cluster_ids().await, Vec::<String>::new(), "staging starts with no database");
+    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+
+    let outcome = world.run(&arn, "first-refresh", &json!({})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", world.logs());
+    let output = outcome.output.as_ref().expect("output");
+    assert_eq!(output["database"]["identifier"], TARGET, "{output:#}");
+    assert_eq!(output["was_asleep"], false);
+    let live = world.usable_cluster(TARGET).await;
+    assert_eq!(live.db_subnet_group(), Some(STAGING_SUBNET_GROUP), "in staging's subnet group");
+    assert_eq!(live.master_username(), Some("prod_admin"), "restored from production's snapshot");
+    assert_eq!(world.cluster_ids().await, [TARGET], "nothing temporary or retired is left");
+    let instances = world.accounts.staging_rds().describe_db_instances().send().await.unwrap();
+    assert!(!instances.db_instances().is_empty());
+    for instance in instances.db_instances() {
+        assert_eq!(instance.db_cluster_identifier(), Some(TARGET), "only the new cluster's instances remain");
+        assert_eq!(
+            instance.publicly_accessible(),
+            Some(false),
+            "{:?} must not be reachable from the internet",
+            instance.db_instance_identifier()
+        );
+    }
+    assert_eq!(world.snapshots_shared_with_staging().await, Vec::<String>::new(), "the share is revoked");
+}
+
+/// Without staging's network in the config, a first refresh would create the
+/// database in the default VPC: it is refused before anything is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_first_refresh_without_a_subnet_group_is_refused_before_any_change() {
+    use crate::refresh_world::{mutating, RefreshStack};
+
+    let world = RefreshStack::start().await;
+    world.accounts.seed_production_cluster(SOURCE).await;
+    let mut defaults = world.seed_000_defaults();
+    defaults.iter_mut().find(|(k, _)| k == "DatabaseSubnetGroup").expect("known substitution").1 =
+        String::new();
+    let arn = world.state_machine("understudy-refresh", &defaults).await;
+    world.stack.take_requests();
+
+    let outcome = world.run(&arn, "first-refresh-no-network", &json!({})).await;
+
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}");
+    assert_eq!(outcome.error.as_deref(), Some("InvalidInput"), "{outcome:#?}");
+    assert!(outcome.cause.as_deref().unwrap_or_default().contains("config.database.restore.subnet_group"));
+    let calls: Vec<Value> = mutating(&world.stack.take_requests())
+        .into_iter()
+        .filter(|r| r["service"] != "stepfunctions")
+        .collect();
+    assert_eq!(calls, Vec::<Value>::new(), "0 mutating calls on either account");
+}

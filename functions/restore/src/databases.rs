@@ -166,6 +166,9 @@ impl Databases {
                     .set_db_subnet_group_name(settings.subnet_group.clone())
                     .set_vpc_security_group_ids(security_groups)
                     .set_db_parameter_group_name(settings.parameter_group.clone())
+                    // Never reachable from the internet, whatever the subnets' routes
+                    // (AWS's default is public in a VPC with an internet gateway).
+                    .publicly_accessible(false)
                     .deletion_protection(settings.deletion_protection)
                     .set_tags(Some(rds_tags(tags)))
                     .send()
@@ -205,6 +208,7 @@ impl Databases {
                 .engine(engine)
                 .db_instance_class(settings.instance_class.clone().unwrap_or_else(|| "db.serverless".into()))
                 .set_db_parameter_group_name(settings.parameter_group.clone())
+                .publicly_accessible(false)
                 .set_tags(Some(rds_tags(tags)))
                 .send()
                 .await;

@@ -350,6 +350,15 @@ impl Refresh {
             };
             members.push(MemberStatus { identifier: member.clone(), status });
         }
+        let failed = std::iter::once((&database.identifier, &database.status))
+            .chain(members.iter().map(|m| (&m.identifier, &m.status)))
+            .find(|(_, status)| FAILED_STATUSES.contains(&status.as_str()));
+        if let Some((identifier, status)) = failed {
+            return Err(Error::DatabaseFailed(format!(
+                "staging database `{identifier}` is `{status}`: it needs an operator (see the RDS console's events \
+                 for `{identifier}`); waiting longer will not help"
+            )));
+        }
         let available = database.status == "available" && members.iter().all(|m| m.status == "available");
         Ok(DatabaseStatus { identifier: database.identifier, status: database.status, members, available })
     }
@@ -368,6 +377,41 @@ fn ensure_staging_is_not_production(config: &EnvironmentConfig, staging_account:
     }
     Ok(())
 }
+
+/// A first refresh creates the target: only where staging's network says, never
+/// in the default VPC, so the subnet group and security groups are required.
+fn ensure_can_create(database: &DatabaseConfig) -> Result<()> {
+    let target = database.target.as_deref().unwrap_or("the target");
+    let restore = &database.restore;
+    if restore.subnet_group.is_none() {
+        return Err(Error::InvalidInput(format!(
+            "invalid input at `config.database.restore.subnet_group`: staging has no database `{target}` yet, so this \
+             refresh creates it; name staging's DB subnet group so it is not created in the default VPC"
+        )));
+    }
+    if restore.security_group_ids.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "invalid input at `config.database.restore.security_group_ids`: staging has no database `{target}` yet, \
+             so this refresh creates it; name the security groups it gets"
+        )));
+    }
+    Ok(())
+}
+
+/// Statuses that need an operator: polling longer will not change them.
+const FAILED_STATUSES: &[&str] = &[
+    "failed",
+    "incompatible-restore",
+    "incompatible-parameters",
+    "incompatible-network",
+    "incompatible-option-group",
+    "incompatible-credentials",
+    "storage-full",
+    "inaccessible-encryption-credentials",
+    "inaccessible-encryption-credentials-recoverable",
+    "migration-failed",
+    "restore-error",
+];
 
 fn to_json(value: impl Serialize) -> Result<Value> {
     Ok(serde_json::to_value(value).expect("answers serialize"))
@@ -415,8 +459,9 @@ impl RestoreFunction {
         }
         let target = refresh.target();
         let live = refresh.databases.find(target).await?;
-        if let Some(live) = &live {
-            refresh.ensure_may_modify(live)?;
+        match &live {
+            Some(live) => refresh.ensure_may_modify(live)?,
+            None => ensure_can_create(refresh.database())?,
         }
         Ok(serde_json::json!({
             "target": target,
@@ -552,8 +597,10 @@ impl RestoreFunction {
     /// say so, so the run puts the new one back to sleep at the end.
     async fn wake_live(&self, request: RunRequest) -> Result<Value> {
         let refresh = self.load(request.config)?;
+        let target = DatabaseRef { kind: refresh.databases.kind(), identifier: refresh.target().to_owned() };
         let Some(live) = refresh.databases.find(refresh.target()).await? else {
-            return Ok(serde_json::json!({"was_asleep": false}));
+            // A first refresh: nothing to wake; the swap's first rename finds nothing to move.
+            return Ok(serde_json::json!({"was_asleep": false, "exists": false, "database": target}));
         };
         let asleep_by_tag = tag_value(&live.tags, tags::SLEEP_STATE) == Some("asleep");
         let was_asleep = match live.status.as_str() {
@@ -572,9 +619,7 @@ impl RestoreFunction {
             "starting" => true,
             _ => asleep_by_tag,
         };
-        Ok(
-            serde_json::json!({"was_asleep": was_asleep, "database": DatabaseRef { kind: refresh.databases.kind(), identifier: live.identifier }}),
-        )
+        Ok(serde_json::json!({"was_asleep": was_asleep, "exists": true, "database": target}))
     }
 
     async fn swap(&self, request: SwapRequest) -> Result<Value> {

@@ -36,6 +36,7 @@ use futures::stream::{self, StreamExt};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use understudy_shared::aws::AwsContext;
+use understudy_shared::config::Validated;
 use understudy_shared::request::ActionRequest;
 use understudy_shared::scale::ScaleDocument;
 use understudy_shared::tags;
@@ -154,6 +155,9 @@ pub struct ScaleFunction {
     aws: AwsContext,
 }
 
+/// The machines whose `validate` this function runs: their waits must fit their history.
+const VALIDATED_MACHINES: &[&str] = &["sleep", "wake", "restop"];
+
 impl ScaleFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
@@ -164,7 +168,9 @@ impl ScaleFunction {
     pub async fn handle(&self, payload: Value) -> Result<Value> {
         match ScaleRequest::parse(payload)? {
             ScaleRequest::Validate(request) => {
-                Ok(serde_json::to_value(ScaleDocument::from_value(request.config)?)
+                let document = ScaleDocument::from_value(request.config)?;
+                let poll = document.poll.clone();
+                Ok(serde_json::to_value(Validated::new(document, &poll, VALIDATED_MACHINES)?)
                     .expect("config serializes"))
             }
             ScaleRequest::Sleep(request) => {

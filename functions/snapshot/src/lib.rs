@@ -15,7 +15,7 @@ mod prune;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use understudy_shared::aws::{rds_client, AwsContext};
-use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
+use understudy_shared::config::{DatabaseKind, EnvironmentConfig, Validated};
 use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::tags::{self, tag_value};
@@ -109,6 +109,9 @@ pub struct CreatedSnapshot {
     pub created: bool,
 }
 
+/// The machines whose `validate` this function runs: their waits must fit their history.
+const VALIDATED_MACHINES: &[&str] = &["snapshot", "refresh"];
+
 impl SnapshotFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
@@ -120,7 +123,8 @@ impl SnapshotFunction {
         match SnapshotRequest::parse(payload)? {
             SnapshotRequest::Validate(request) => {
                 let config = EnvironmentConfig::from_value(request.config)?;
-                Ok(serde_json::to_value(config).expect("config serializes"))
+                let poll = config.poll.clone();
+                to_json(Validated::new(config, &poll, VALIDATED_MACHINES)?)
             }
             SnapshotRequest::Create(request) => to_json(self.create(request).await?),
             SnapshotRequest::Status(request) => to_json(self.status(request).await?),

@@ -1,0 +1,1104 @@
+//! Every state machine of the suite, built from the helpers in [`crate::asl`].
+
+use serde_json::{json, Value};
+use understudy_shared::poll::PollKind;
+
+use crate::asl::{
+    config_payload, fail, lambda, machine, report, run_payload, succeed, when_true, with_comment, Catch,
+    Function, PollLoop, States, Task,
+};
+
+/// One generated machine: its file stem (`statemachines/<name>.asl.json`) and definition.
+#[derive(Debug, Clone)]
+pub struct Machine {
+    /// File stem, e.g. `refresh`.
+    pub name: &'static str,
+    /// The ASL definition.
+    pub definition: Value,
+}
+
+/// Every machine, in the order README lists them.
+pub fn all() -> Vec<Machine> {
+    vec![
+        Machine { name: "snapshot", definition: snapshot() },
+        Machine { name: "refresh", definition: refresh() },
+        Machine { name: "mirror", definition: mirror() },
+        Machine { name: "mirror-distributed", definition: mirror_distributed() },
+        Machine { name: "sleep", definition: sleep() },
+        Machine { name: "wake", definition: wake() },
+        Machine { name: "restop", definition: restop() },
+    ]
+}
+
+const DEFAULTS_COMMENT: &str = "The defaults the stack was deployed with (SAM parameters). The execution input is merged over them, one top-level section at a time.";
+const MERGE: &str = "Merge the execution input over the defaults";
+const VALIDATE: &str = "Validate the configuration";
+
+/// The config preamble: the deployed defaults, the execution input merged over
+/// them, and the function's `validate`, which refuses bad fields before anything
+/// is made and fills in field defaults.
+fn preamble(
+    defaults: Value,
+    function: Function,
+    validate_comment: &str,
+    next: &str,
+    failure: &str,
+) -> States {
+    let mut states = States::new();
+    states.add(
+        "Load the deployed defaults",
+        json!({"Type": "Pass", "Comment": DEFAULTS_COMMENT, "Result": defaults, "ResultPath": "$", "Next": MERGE}),
+    );
+    states.add(MERGE, merge_input(VALIDATE));
+    states.add(VALIDATE, validate(function, validate_comment, next, failure));
+    states
+}
+
+fn merge_input(next: &str) -> Value {
+    json!({
+        "Type": "Pass",
+        "Parameters": {"config.$": "States.JsonMerge($, $$.Execution.Input, false)"},
+        "Next": next,
+    })
+}
+
+fn validate(function: Function, comment: &str, next: &str, failure: &str) -> Value {
+    lambda(function, config_payload("validate", json!({})))
+        .comment(comment)
+        .selector(json!({"config.$": "$.Payload.config", "waits.$": "$.Payload.waits"}))
+        .result_path("$")
+        .catch(Catch::to(failure))
+        .next(next)
+        .build()
+}
+
+fn production_defaults() -> Value {
+    json!({
+        "account_id": "${ProductionAccountId}",
+        "region": "${ProductionRegion}",
+        "role_arn": "${ProductionRoleArn}",
+        "external_id": "${ProductionExternalId}",
+    })
+}
+
+fn staging_defaults() -> Value {
+    json!({"account_id": "${StagingAccountId}", "region": "${StagingRegion}"})
+}
+
+/// The `poll` fields of `kinds` from the stack's `<Kind>PollSeconds`,
+/// `<Kind>PollMaxSeconds` and `<Kind>TimeoutMinutes` parameters.
+fn poll_defaults(kinds: &[PollKind]) -> Value {
+    let mut poll = serde_json::Map::new();
+    for kind in kinds {
+        let (field, parameter) = (kind.as_str(), capitalized(kind.as_str()));
+        poll.insert(format!("{field}_seconds"), json!(format!("${{{parameter}PollSeconds}}")));
+        poll.insert(format!("{field}_max_seconds"), json!(format!("${{{parameter}PollMaxSeconds}}")));
+        poll.insert(format!("{field}_timeout_minutes"), json!(format!("${{{parameter}TimeoutMinutes}}")));
+    }
+    Value::Object(poll)
+}
+
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+fn tag_defaults() -> Value {
+    json!({"key": "${StagingTagKey}", "value": "${StagingTagValue}"})
+}
+
+const SNAPSHOT_FAILED: &str = "Snapshot failed";
+
+/// The snapshot stage, shared by `snapshot` and `refresh`: create, wait until
+/// available, prune understudy's older snapshots; then `then`.
+fn snapshot_stage(then: &str) -> States {
+    let mut states = States::new();
+    states.add(
+        "Create the snapshot",
+        lambda(Function::Snapshot, run_payload("create", json!({})))
+            .select(&["kind", "identifier", "arn", "source"])
+            .result_path("$.snapshot")
+            .catch(Catch::to(SNAPSHOT_FAILED))
+            .next("Start waiting for the snapshot")
+            .build(),
+    );
+    states.extend(
+        PollLoop {
+            what: "for the snapshot".into(),
+            kind: PollKind::Snapshot,
+            check: "Check the snapshot".into(),
+            choice: "Is the snapshot available?".into(),
+            task: lambda(
+                Function::Snapshot,
+                config_payload(
+                    "status",
+                    json!({"snapshot": {"kind.$": "$.snapshot.kind", "identifier.$": "$.snapshot.identifier"}}),
+                ),
+            )
+            .select(&["status", "progress", "available"])
+            .result_path("$.snapshot_status")
+            .catch(Catch::to(SNAPSHOT_FAILED)),
+            done: "$.snapshot_status.available".into(),
+            then: "Prune older snapshots".into(),
+            failure: SNAPSHOT_FAILED.into(),
+            look_first: false,
+            choice_comment: None,
+        }
+        .states(),
+    );
+    states.add(
+        "Prune older snapshots",
+        lambda(Function::Snapshot, config_payload("prune", json!({})))
+            .select(&["kept", "deleted"])
+            .result_path("$.pruned")
+            .catch(Catch::to(SNAPSHOT_FAILED))
+            .next(then)
+            .build(),
+    );
+    states
+        .add(SNAPSHOT_FAILED, fail("Ends with the function's errorType (e.g. SourceNotFound) and message."));
+    states
+}
+
+/// `snapshot`: a manual snapshot of the production database, then retention.
+pub fn snapshot() -> Value {
+    let defaults = json!({
+        "environment": "${EnvironmentName}",
+        "production": production_defaults(),
+        "staging": staging_defaults(),
+        "database": {"kind": "${DatabaseKind}", "source": "${DatabaseSource}", "target": "${DatabaseTarget}"},
+        "tag": tag_defaults(),
+        "poll": poll_defaults(&[PollKind::Snapshot]),
+        "retention": {"keep_snapshots": "${SnapshotsToKeep}"},
+    });
+    let mut states = preamble(
+        defaults,
+        Function::Snapshot,
+        "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is created.",
+        "Create the snapshot",
+        SNAPSHOT_FAILED,
+    );
+    states.extend(snapshot_stage("Report the snapshot"));
+    states.add(
+        "Report the snapshot",
+        report(
+            "The execution's output: the snapshot and what was pruned, not the config (it holds the external id).",
+            json!({"snapshot.$": "$.snapshot", "pruned.$": "$.pruned"}),
+            "Snapshot is ready",
+        ),
+    );
+    states.add("Snapshot is ready", succeed());
+    machine(
+        "understudy snapshot: take a manual snapshot of the production database, wait until it is available, prune understudy's older snapshots.",
+        "Load the deployed defaults",
+        states,
+        0,
+    )
+}
+
+const UNDO: &str = "Undo this run's changes";
+const REFRESH_FAILED: &str = "Refresh failed";
+
+/// A restore-function status check of the database whose ref is at `database`.
+fn database_status(database: &str, result_path: &str) -> Task {
+    lambda(
+        Function::Restore,
+        config_payload(
+            "status",
+            json!({"database": {"kind.$": format!("{database}.kind"), "identifier.$": format!("{database}.identifier")}}),
+        ),
+    )
+    .select(&["identifier", "status", "members", "available"])
+    .result_path(result_path)
+    .catch(Catch::to(UNDO))
+}
+
+/// A poll loop of the refresh; its failures (and its timeout) are undone.
+fn refresh_loop(
+    what: &str,
+    kind: PollKind,
+    check: &str,
+    choice: &str,
+    task: Task,
+    done: &str,
+    then: &str,
+) -> States {
+    PollLoop {
+        what: what.into(),
+        kind,
+        check: check.into(),
+        choice: choice.into(),
+        task,
+        done: done.into(),
+        then: then.into(),
+        failure: UNDO.into(),
+        look_first: false,
+        choice_comment: None,
+    }
+    .states()
+}
+
+/// `refresh`: production's data into staging's database, swapped in so staging
+/// is never left without one.
+pub fn refresh() -> Value {
+    let defaults = json!({
+        "environment": "${EnvironmentName}",
+        "production": production_defaults(),
+        "staging": staging_defaults(),
+        "database": {
+            "kind": "${DatabaseKind}",
+            "source": "${DatabaseSource}",
+            "target": "${DatabaseTarget}",
+            "share_kms_key_arn": "${DatabaseShareKmsKeyArn}",
+            "staging_kms_key_id": "${DatabaseStagingKmsKeyId}",
+            "restore": {
+                "subnet_group": "${DatabaseSubnetGroup}",
+                "security_group_ids": "${DatabaseSecurityGroupIds}",
+                "cluster_parameter_group": "${DatabaseClusterParameterGroup}",
+                "parameter_group": "${DatabaseParameterGroup}",
+                "instance_class": "${DatabaseInstanceClass}",
+                "instances": "${DatabaseInstances}",
+                "min_capacity": "${DatabaseMinCapacity}",
+                "max_capacity": "${DatabaseMaxCapacity}",
+                "engine_version": "${DatabaseEngineVersion}",
+                "deletion_protection": "${DatabaseDeletionProtection}",
+            },
+            "password": {"secret_arn": "${DatabasePasswordSecretArn}", "managed": "${DatabaseManagedPassword}"},
+            "retire": {
+                "final_snapshot": "${DatabaseRetireFinalSnapshot}",
+                "disable_deletion_protection": "${DatabaseRetireDisableDeletionProtection}",
+            },
+        },
+        "tag": tag_defaults(),
+        "poll": poll_defaults(&[PollKind::Snapshot, PollKind::Database]),
+        "retention": {"keep_snapshots": "${SnapshotsToKeep}"},
+    });
+    let mut states = preamble(
+        defaults,
+        Function::Snapshot,
+        "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is created.",
+        "Check the guard rails",
+        REFRESH_FAILED,
+    );
+    states.add(
+        "Check the guard rails",
+        lambda(Function::Restore, run_payload("check", json!({})))
+            .comment("Read-only: refuses a live staging database that is untagged, the source or in production, before anything is made.")
+            .select(&["target", "exists", "asleep"])
+            .result_path("$.live")
+            .catch(Catch::to(REFRESH_FAILED))
+            .next("Create the snapshot")
+            .build(),
+    );
+    states.extend(snapshot_stage("Share the snapshot"));
+
+    let snapshot_ref =
+        json!({"snapshot": {"kind.$": "$.snapshot.kind", "identifier.$": "$.snapshot.identifier"}});
+    states.add(
+        "Share the snapshot",
+        lambda(Function::Share, run_payload("share", snapshot_ref.clone()))
+            .comment("Re-encrypts an aws/rds snapshot with the share key if needed (answers shared: false while the copy is made), then lets staging restore it.")
+            .select(&["kind", "identifier", "arn", "shared", "copied"])
+            .result_path("$.shared")
+            .catch(Catch::to(UNDO))
+            .next("Is the snapshot shared?")
+            .build(),
+    );
+    states.add(
+        "Is the snapshot shared?",
+        when_true("$.shared.shared", "Copy the snapshot into staging", "Start waiting for the share copy"),
+    );
+    states.extend(refresh_loop(
+        "for the share copy",
+        PollKind::Snapshot,
+        "Check the share copy",
+        "Is the share copy available?",
+        lambda(
+            Function::Share,
+            config_payload(
+                "status",
+                json!({"snapshot": {"kind.$": "$.shared.kind", "identifier.$": "$.shared.identifier"}}),
+            ),
+        )
+        .select(&["status", "progress", "available"])
+        .result_path("$.share_copy")
+        .catch(Catch::to(UNDO)),
+        "$.share_copy.available",
+        "Share the snapshot",
+    ));
+    states.add(
+        "Copy the snapshot into staging",
+        lambda(
+            Function::Restore,
+            run_payload(
+                "copy",
+                json!({"snapshot": {"kind.$": "$.shared.kind", "identifier.$": "$.shared.arn"}}),
+            ),
+        )
+        .comment(
+            "AWS restores a shared, encrypted instance snapshot only from a copy made with staging's key.",
+        )
+        .select(&["snapshot", "copied"])
+        .result_path("$.restorable")
+        .catch(Catch::to(UNDO))
+        .next("Is a staging copy being made?")
+        .build(),
+    );
+    states.add(
+        "Is a staging copy being made?",
+        when_true(
+            "$.restorable.copied",
+            "Start waiting for the staging copy",
+            "Restore into a temporary database",
+        ),
+    );
+    let restorable = json!({
+        "snapshot": {"kind.$": "$.restorable.snapshot.kind", "identifier.$": "$.restorable.snapshot.identifier"}
+    });
+    states.extend(refresh_loop(
+        "for the staging copy",
+        PollKind::Snapshot,
+        "Check the staging copy",
+        "Is the staging copy available?",
+        lambda(Function::Restore, config_payload("status", restorable.clone()))
+            .select(&["status", "progress", "available"])
+            .result_path("$.staging_copy")
+            .catch(Catch::to(UNDO)),
+        "$.staging_copy.available",
+        "Restore into a temporary database",
+    ));
+    states.add(
+        "Restore into a temporary database",
+        lambda(Function::Restore, run_payload("restore", restorable))
+            .comment("Restores under <target>-new-<run> with staging's own settings (and a cluster's instances); live staging is untouched.")
+            .select(&["database", "members"])
+            .result_path("$.new")
+            .catch(Catch::to(UNDO))
+            .next("Start waiting for the restore")
+            .build(),
+    );
+    states.extend(refresh_loop(
+        "for the restore",
+        PollKind::Database,
+        "Check the restore",
+        "Is the restored database available?",
+        database_status("$.new.database", "$.new_status"),
+        "$.new_status.available",
+        "Give staging its own password",
+    ));
+    states.add(
+        "Give staging its own password",
+        lambda(
+            Function::Restore,
+            run_payload(
+                "prepare",
+                json!({"database": {"kind.$": "$.new.database.kind", "identifier.$": "$.new.database.identifier"}}),
+            ),
+        )
+        .comment("On the temporary database, before it goes live: staging's own master password, so production's never works on live staging. Post-restore SQL (PII masking) belongs here too.")
+        .select(&["password"])
+        .result_path("$.prepared")
+        .catch(Catch::to(UNDO))
+        .next("Start waiting for the password change")
+        .build(),
+    );
+    states.extend(refresh_loop(
+        "for the password change",
+        PollKind::Database,
+        "Check the prepared database",
+        "Is the prepared database available?",
+        database_status("$.new.database", "$.new_status"),
+        "$.new_status.available",
+        "Wake the live database if asleep",
+    ));
+    states.add(
+        "Wake the live database if asleep",
+        lambda(Function::Restore, run_payload("wake-live", json!({})))
+            .comment("A stopped database cannot be renamed: a sleeping staging is started for the swap and put back to sleep at the end.")
+            .select(&["was_asleep", "database"])
+            .result_path("$.wake")
+            .catch(Catch::to(UNDO))
+            .next("Was the live database asleep?")
+            .build(),
+    );
+    states.add(
+        "Was the live database asleep?",
+        when_true(
+            "$.wake.was_asleep",
+            "Start waiting for the live database",
+            "Rename the live database aside",
+        ),
+    );
+    states.extend(refresh_loop(
+        "for the live database",
+        PollKind::Database,
+        "Check the live database",
+        "Is the live database awake?",
+        database_status("$.wake.database", "$.live_status"),
+        "$.live_status.available",
+        "Rename the live database aside",
+    ));
+    states.add(
+        "Rename the live database aside",
+        lambda(Function::Restore, run_payload("swap", json!({"step": "aside"})))
+            .comment("First rename: the live database to <target>-retired-<run>. A failure from here until the second rename completes renames it back.")
+            .select(&["renamed", "database"])
+            .result_path("$.aside")
+            .catch(Catch::to(UNDO))
+            .next("Was the live database renamed?")
+            .build(),
+    );
+    states.add(
+        "Was the live database renamed?",
+        when_true(
+            "$.aside.renamed",
+            "Start waiting for the rename aside",
+            "Rename the new database into place",
+        ),
+    );
+    states.extend(refresh_loop(
+        "for the rename aside",
+        PollKind::Database,
+        "Check the rename aside",
+        "Is the rename aside done?",
+        database_status("$.aside.database", "$.retired_status"),
+        "$.retired_status.available",
+        "Rename the new database into place",
+    ));
+    states.add(
+        "Rename the new database into place",
+        lambda(Function::Restore, run_payload("swap", json!({"step": "in"})))
+            .comment(
+                "Second rename: the new database to the target identifier, once AWS has released the name.",
+            )
+            .select(&["renamed", "database"])
+            .result_path("$.swapped")
+            .catch(Catch::to(UNDO))
+            .next("Start waiting for the rename into place")
+            .build(),
+    );
+    states.extend(refresh_loop(
+        "for the rename into place",
+        PollKind::Database,
+        "Check the rename into place",
+        "Is the new database live?",
+        database_status("$.swapped.database", "$.live_status"),
+        "$.live_status.available",
+        "Retire the old database",
+    ));
+    states.add(
+        "Retire the old database",
+        lambda(Function::Restore, run_payload("retire", json!({})))
+            .comment("Deletes this run's retired database and any an earlier run left. A failure from here on leaves the new database live.")
+            .select(&["deleted"])
+            .result_path("$.retired")
+            .catch(Catch::to("Was staging asleep before the failure?"))
+            .next("Was staging asleep before?")
+            .build(),
+    );
+    states.add(
+        "Was staging asleep before?",
+        when_true("$.wake.was_asleep", "Put staging back to sleep", "Revoke the share"),
+    );
+    states.add(
+        "Put staging back to sleep",
+        lambda(Function::Restore, run_payload("return-to-sleep", json!({})))
+            .select(&["stopped"])
+            .result_path("$.slept")
+            .catch(Catch::to("Clean up the share"))
+            .next("Revoke the share")
+            .build(),
+    );
+    states.add(
+        "Revoke the share",
+        lambda(Function::Share, run_payload("cleanup", snapshot_ref.clone()))
+            .comment("Revokes staging's access and deletes this run's re-encrypted copy; understudy's snapshot itself stays for retention.")
+            .select(&["revoked", "deleted"])
+            .result_path("$.share_cleanup")
+            .catch(Catch::to(REFRESH_FAILED))
+            .next("Report the refresh")
+            .build(),
+    );
+    states.add(
+        "Report the refresh",
+        report(
+            "The execution output, without the config (it holds the external id).",
+            json!({
+                "snapshot.$": "$.snapshot",
+                "database.$": "$.swapped.database",
+                "retired.$": "$.retired.deleted",
+                "was_asleep.$": "$.wake.was_asleep",
+                "share.$": "$.share_cleanup",
+            }),
+            "Staging is refreshed",
+        ),
+    );
+    states.add("Staging is refreshed", succeed());
+
+    // The failure path: undo, back to sleep, clean up the share, fail with the cause.
+    states.add(
+        UNDO,
+        lambda(Function::Restore, run_payload("undo", json!({})))
+            .comment("Before the swap: deletes what this run made, live staging untouched. Between the renames: renames the live database back.")
+            .select(&["renamed_back", "deleted"])
+            .result_path("$.undo")
+            .catch(Catch::keeping("Was staging asleep before the failure?", "$.undo_error"))
+            .next("Was staging asleep before the failure?")
+            .build(),
+    );
+    states.add(
+        "Was staging asleep before the failure?",
+        json!({
+            "Type": "Choice",
+            "Comment": "A sleeping staging started for the swap goes back to sleep whatever failed.",
+            "Choices": [{
+                "And": [
+                    {"Variable": "$.wake.was_asleep", "IsPresent": true},
+                    {"Variable": "$.wake.was_asleep", "BooleanEquals": true},
+                ],
+                "Next": "Put staging back to sleep after the failure",
+            }],
+            "Default": "Clean up the share",
+        }),
+    );
+    states.add(
+        "Put staging back to sleep after the failure",
+        lambda(Function::Restore, run_payload("return-to-sleep", json!({})))
+            .select(&["stopped"])
+            .result_path("$.slept")
+            .catch(Catch::keeping("Clean up the share", "$.sleep_error"))
+            .next("Clean up the share")
+            .build(),
+    );
+    states.add(
+        "Clean up the share",
+        lambda(Function::Share, run_payload("cleanup", snapshot_ref))
+            .select(&["revoked", "deleted"])
+            .result_path("$.share_cleanup")
+            .catch(Catch::keeping(REFRESH_FAILED, "$.cleanup_error"))
+            .next(REFRESH_FAILED)
+            .build(),
+    );
+    states.add(REFRESH_FAILED, fail("Ends with the failing step's errorType and message."));
+    machine(
+        "understudy refresh: snapshot production, share it with staging, restore it under a temporary name with staging's settings and password, swap it in with two renames, retire the old database, revoke the share. A failure undoes what the run made and leaves a usable staging database under the target name.",
+        "Load the deployed defaults",
+        states,
+        0,
+    )
+}
+
+const MIRROR_FAILED: &str = "Mirror failed";
+/// A mirror's continuation loop is bounded by the work left, not by a poll
+/// count: these are its share of the `TimeoutSeconds` backstop.
+const INLINE_MIRROR_SECONDS: u64 = 24 * 3600;
+const DISTRIBUTED_MIRROR_SECONDS: u64 = 7 * 24 * 3600;
+const MIRROR_DEFAULTS_COMMENT: &str = "The defaults the stack was deployed with. The execution input (config sections: buckets, tag) is merged over them, one top-level section at a time.";
+
+fn mirror_preamble(next: &str) -> States {
+    let mut states = States::new();
+    states.add(
+        "Load the deployed defaults",
+        json!({
+            "Type": "Pass",
+            "Comment": MIRROR_DEFAULTS_COMMENT,
+            "Result": {"buckets": [], "tag": tag_defaults()},
+            "ResultPath": "$",
+            "Next": MERGE,
+        }),
+    );
+    states.add(MERGE, merge_input(next));
+    states
+}
+
+fn plan(shards: Value, next: &str) -> Value {
+    lambda(
+        Function::Mirror,
+        json!({"action": "plan", "buckets.$": "$.config.buckets", "tag.$": "$.config.tag", "shards": shards}),
+    )
+    .comment("Checks config.buckets (InvalidInput names the field) and turns each bucket into the first mirror request of each key range.")
+    .select(&["requests"])
+    .result_path("$.plan")
+    .catch(Catch::to(MIRROR_FAILED))
+    .next(next)
+    .build()
+}
+
+/// One mirror step of the request at `$.request`; the `Map`'s `Catch` handles errors.
+fn mirror_step(comment: &str, next: &str) -> Value {
+    lambda(Function::Mirror, json!("$.request"))
+        .comment(comment)
+        .select(&["done", "phase", "phase_done", "counts", "next"])
+        .result_path("$.step")
+        .next(next)
+        .build()
+}
+
+fn go_on(next: &str) -> Value {
+    json!({
+        "Type": "Pass",
+        "Comment": "The next request carries the resume token.",
+        "Parameters": {"request.$": "$.step.next"},
+        "Next": next,
+    })
+}
+
+/// A `Map` over mirror requests, its failures to the machine's failure end.
+struct MirrorMap {
+    comment: Option<&'static str>,
+    items_path: &'static str,
+    item_selector: Value,
+    concurrency: u32,
+    processor: Value,
+    start_at: &'static str,
+    states: States,
+    result_path: &'static str,
+    next: &'static str,
+}
+
+impl MirrorMap {
+    fn build(self) -> Value {
+        let mut state = json!({
+            "Type": "Map",
+            "ItemsPath": self.items_path,
+            "ItemSelector": self.item_selector,
+            "MaxConcurrency": self.concurrency,
+            "ItemProcessor": {"ProcessorConfig": self.processor, "StartAt": self.start_at, "States": self.states.into_value()},
+            "ResultPath": self.result_path,
+            "Catch": [{"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": MIRROR_FAILED}],
+            "Next": self.next,
+        });
+        if let Some(comment) = self.comment {
+            state = with_comment(state, comment);
+        }
+        state
+    }
+}
+
+fn mirror_ends(states: &mut States, report_comment: &str, output: Value) {
+    states.add("Report the mirror", report(report_comment, output, "Buckets are mirrored"));
+    states.add("Buckets are mirrored", succeed());
+    states.add(
+        MIRROR_FAILED,
+        fail("Ends with the function's errorType (e.g. GuardRailViolation) and message. Nothing is deleted after an error."),
+    );
+}
+
+/// `mirror`: every configured bucket pair, one inline `Map` iteration each.
+pub fn mirror() -> Value {
+    let mut states = mirror_preamble("Plan one range per bucket");
+    states.add("Plan one range per bucket", plan(json!(1), "Mirror each bucket"));
+    let mut each = States::new();
+    each.add(
+        "Mirror a step",
+        mirror_step(
+            "Copy phase until done, then delete phase until done (the function moves on to the delete phase only after the copy phase finished without error).",
+            "Is the bucket mirrored?",
+        ),
+    );
+    each.add(
+        "Is the bucket mirrored?",
+        when_true("$.step.done", "Bucket mirrored", "Go on where the step stopped"),
+    );
+    each.add("Go on where the step stopped", go_on("Mirror a step"));
+    each.add(
+        "Bucket mirrored",
+        json!({
+            "Type": "Pass",
+            "Parameters": {"source.$": "$.request.source", "target.$": "$.request.target", "counts.$": "$.step.counts"},
+            "End": true,
+        }),
+    );
+    states.add(
+        "Mirror each bucket",
+        MirrorMap {
+            comment: None,
+            items_path: "$.plan.requests",
+            item_selector: json!({"request.$": "$$.Map.Item.Value"}),
+            concurrency: 4,
+            processor: json!({"Mode": "INLINE"}),
+            start_at: "Mirror a step",
+            states: each,
+            result_path: "$.mirrored",
+            next: "Report the mirror",
+        }
+        .build(),
+    );
+    mirror_ends(
+        &mut states,
+        "The execution's output: what each bucket's mirror did.",
+        json!({"buckets.$": "$.mirrored"}),
+    );
+    machine(
+        "understudy mirror: make each staging bucket in config.buckets an exact copy of its production bucket. Per bucket, the copy phase runs until done, then the delete phase until done; each step stops before the Lambda deadline and hands on a resume token.",
+        "Load the deployed defaults",
+        states,
+        INLINE_MIRROR_SECONDS,
+    )
+}
+
+/// `mirror-distributed`: key ranges over Distributed Maps, deletes only after
+/// every range's copy phase succeeded.
+pub fn mirror_distributed() -> Value {
+    let distributed = json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
+    let mut states = mirror_preamble("Plan key ranges");
+    states.add("Plan key ranges", plan(json!("${MirrorShards}"), "Copy every range"));
+    let mut copy = States::new();
+    copy.add("Copy a step", mirror_step("The copy phase of one key range.", "Is the range copied?"));
+    copy.add(
+        "Is the range copied?",
+        when_true("$.step.phase_done", "Range copied", "Go on copying where the step stopped"),
+    );
+    copy.add("Go on copying where the step stopped", go_on("Copy a step"));
+    copy.add(
+        "Range copied",
+        json!({
+            "Type": "Pass",
+            "Comment": "Hands on the range's delete-phase request (null when delete is off).",
+            "Parameters": {"next.$": "$.step.next", "counts.$": "$.step.counts"},
+            "End": true,
+        }),
+    );
+    states.add(
+        "Copy every range",
+        MirrorMap {
+            comment: Some("ItemsPath over the planned ranges (moto's engine rejects ItemBatcher; this runs the same on AWS)."),
+            items_path: "$.plan.requests",
+            item_selector: json!({"request.$": "$$.Map.Item.Value"}),
+            concurrency: 16,
+            processor: distributed.clone(),
+            start_at: "Copy a step",
+            states: copy,
+            result_path: "$.copied",
+            next: "Delete the extras of every range",
+        }
+        .build(),
+    );
+    let mut delete = States::new();
+    delete.add(
+        "Anything to delete?",
+        json!({
+            "Type": "Choice",
+            "Choices": [{"Variable": "$.request", "IsNull": true, "Next": "Range mirrored without deleting"}],
+            "Default": "Delete a step",
+        }),
+    );
+    delete.add(
+        "Range mirrored without deleting",
+        json!({"Type": "Pass", "Parameters": {"counts.$": "$.counts"}, "End": true}),
+    );
+    delete.add("Delete a step", mirror_step("The delete phase of one key range.", "Is the range mirrored?"));
+    delete.add(
+        "Is the range mirrored?",
+        when_true("$.step.done", "Range mirrored", "Go on deleting where the step stopped"),
+    );
+    delete.add("Go on deleting where the step stopped", go_on("Delete a step"));
+    delete.add(
+        "Range mirrored",
+        json!({"Type": "Pass", "Parameters": {"counts.$": "$.step.counts"}, "End": true}),
+    );
+    states.add(
+        "Delete the extras of every range",
+        MirrorMap {
+            comment: None,
+            items_path: "$.copied",
+            item_selector: json!({"request.$": "$$.Map.Item.Value.next", "counts.$": "$$.Map.Item.Value.counts"}),
+            concurrency: 16,
+            processor: distributed,
+            start_at: "Anything to delete?",
+            states: delete,
+            result_path: "$.mirrored",
+            next: "Report the mirror",
+        }
+        .build(),
+    );
+    mirror_ends(
+        &mut states,
+        "The execution's output: the counts of every key range.",
+        json!({"ranges.$": "$.mirrored"}),
+    );
+    machine(
+        "understudy mirror, fanned out for very large buckets: a planning step cuts each bucket into key ranges, a Distributed Map copies every range, and only when every range's copy phase has succeeded a second Distributed Map deletes the extras of every range.",
+        "Load the deployed defaults",
+        states,
+        DISTRIBUTED_MIRROR_SECONDS,
+    )
+}
+
+fn scale_defaults() -> Value {
+    json!({
+        "environment": "${EnvironmentName}",
+        "staging": staging_defaults(),
+        "tag": tag_defaults(),
+        "poll": poll_defaults(&[PollKind::Database, PollKind::Service]),
+        "scale": {
+            "select_by_tag": "${ScaleSelectByTag}",
+            "ecs_services": "${ScaleEcsServices}",
+            "db_instances": "${ScaleDbInstances}",
+            "db_clusters": "${ScaleDbClusters}",
+            "ec2_instances": "${ScaleEc2Instances}",
+            "auto_scaling_groups": "${ScaleAutoScalingGroups}",
+            "aurora": "${ScaleAuroraMode}",
+            "seconds_until_auto_pause": "${ScaleSecondsUntilAutoPause}",
+            "hibernate": "${ScaleEc2Hibernate}",
+            "concurrency": "${ScaleConcurrency}",
+            "idle": {
+                "enabled": "${IdleCheckEnabled}",
+                "namespace": "${IdleMetricNamespace}",
+                "metric": "${IdleMetricName}",
+                "dimensions": "${IdleMetricDimensions}",
+                "statistic": "${IdleMetricStatistic}",
+                "minutes": "${IdleMinutes}",
+                "threshold": "${IdleThreshold}",
+            },
+        },
+    })
+}
+
+const SCALE_VALIDATE_COMMENT: &str = "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is changed.";
+
+fn scale_failed() -> Value {
+    fail("Ends with the function's errorType (e.g. GuardRailViolation) and message.")
+}
+
+/// `sleep`: optionally only when idle, then everything selected scaled to zero.
+pub fn sleep() -> Value {
+    let failed = "Sleep failed";
+    let mut states = preamble(
+        scale_defaults(),
+        Function::ScaleToZero,
+        SCALE_VALIDATE_COMMENT,
+        "Is the idle check on?",
+        failed,
+    );
+    states.add(
+        "Is the idle check on?",
+        when_true(
+            "$.config.scale.idle.enabled",
+            "Check whether staging is idle",
+            "Start waiting for staging to settle",
+        ),
+    );
+    states.add(
+        "Check whether staging is idle",
+        lambda(Function::ScaleToZero, config_payload("check-idle", json!({})))
+            .comment("Reads the metric's statistic over the last config.scale.idle.minutes (CloudWatch GetMetricData); no datapoints counts as 0.")
+            .select(&["idle", "value", "datapoints", "namespace", "metric", "statistic", "minutes", "threshold"])
+            .result_path("$.idle")
+            .catch(Catch::to(failed))
+            .next("Is staging idle?")
+            .build(),
+    );
+    states.add(
+        "Is staging idle?",
+        with_comment(
+            when_true("$.idle.idle", "Start waiting for staging to settle", "Report staying awake"),
+            "Only an idle staging is put to sleep.",
+        ),
+    );
+    states.add(
+        "Report staying awake",
+        report(
+            "The execution's output: the idle check's figures.",
+            json!({"idle.$": "$.idle"}),
+            "Busy: staying awake",
+        ),
+    );
+    states.add("Busy: staying awake", succeed());
+    states.extend(
+        PollLoop {
+            what: "for staging to settle".into(),
+            kind: PollKind::Database,
+            check: "Put staging to sleep".into(),
+            choice: "Is staging settled?".into(),
+            task: lambda(Function::ScaleToZero, config_payload("sleep", json!({})))
+                .comment("Idempotent: what is already asleep is left alone and its remembered capacity is never overwritten; settled is false while a resource cannot be put to sleep yet (a database starting or modifying).")
+                .select(&["state", "settled", "counts", "resources"])
+                .result_path("$.sleep")
+                .catch(Catch::to(failed)),
+            done: "$.sleep.settled".into(),
+            then: "Report the sleep".into(),
+            failure: failed.into(),
+            look_first: true,
+            choice_comment: None,
+        }
+        .states(),
+    );
+    states.add(
+        "Report the sleep",
+        report(
+            "The execution's output: what each resource did, not the config.",
+            json!({"sleep.$": "$.sleep"}),
+            "Staging is asleep",
+        ),
+    );
+    states.add("Staging is asleep", succeed());
+    states.add(failed, scale_failed());
+    machine(
+        "understudy sleep: optionally check that staging is idle, then scale it to zero (ECS services, Auto Scaling groups, EC2 instances, RDS and Aurora databases), remembering on each resource what wake restores. Calls sleep again until every resource has settled.",
+        "Load the deployed defaults",
+        states,
+        0,
+    )
+}
+
+fn wake_phase(phase: &str, comment: &str, result_path: &str, failed: &str) -> Task {
+    lambda(Function::ScaleToZero, config_payload("wake", json!({"phase": phase})))
+        .comment(comment)
+        .select(&["phase", "state", "settled", "databases_available", "counts", "resources"])
+        .result_path(result_path)
+        .catch(Catch::to(failed))
+}
+
+/// `wake`: databases first, then services, until stable.
+pub fn wake() -> Value {
+    let failed = "Wake failed";
+    let mut states = preamble(
+        scale_defaults(),
+        Function::ScaleToZero,
+        SCALE_VALIDATE_COMMENT,
+        "Start waiting for the databases",
+        failed,
+    );
+    states.extend(
+        PollLoop {
+            what: "for the databases".into(),
+            kind: PollKind::Database,
+            check: "Wake the databases".into(),
+            choice: "Are the databases available?".into(),
+            task: wake_phase(
+                "databases",
+                "RDS instances and Aurora clusters first: services that start before their database fail their health checks. Idempotent: called again until they are available.",
+                "$.databases",
+                failed,
+            ),
+            done: "$.databases.databases_available".into(),
+            then: "Start waiting before waking the services again".into(),
+            failure: failed.into(),
+            look_first: true,
+            choice_comment: None,
+        }
+        .states(),
+    );
+    states.extend(
+        PollLoop {
+            what: "before waking the services again".into(),
+            kind: PollKind::Service,
+            check: "Wake the services".into(),
+            choice: "Are the services woken?".into(),
+            task: wake_phase(
+                "services",
+                "ECS services, Auto Scaling groups and EC2 instances, back to the capacity remembered on each; a service changed by hand while asleep is kept as set (changed-while-asleep).",
+                "$.services",
+                failed,
+            ),
+            done: "$.services.settled".into(),
+            then: "Start waiting for the services".into(),
+            failure: failed.into(),
+            look_first: true,
+            choice_comment: Some("settled is false while a resource could not be woken yet (e.g. an instance still stopping): wake it again.".into()),
+        }
+        .states(),
+    );
+    states.extend(
+        PollLoop {
+            what: "for the services".into(),
+            kind: PollKind::Service,
+            check: "Check the services".into(),
+            choice: "Are the services stable?".into(),
+            task: lambda(Function::ScaleToZero, config_payload("status", json!({})))
+                .select(&["state", "databases_available", "services_stable", "resources"])
+                .result_path("$.status")
+                .catch(Catch::to(failed)),
+            done: "$.status.services_stable".into(),
+            then: "Report the wake".into(),
+            failure: failed.into(),
+            look_first: false,
+            choice_comment: Some("Stable: every ECS service runs its desired count with nothing pending, every Auto Scaling group has its desired instances InService, every EC2 instance is running.".into()),
+        }
+        .states(),
+    );
+    states.add(
+        "Report the wake",
+        report(
+            "The execution's output: what each phase did and the final status, not the config.",
+            json!({"databases.$": "$.databases", "services.$": "$.services", "status.$": "$.status"}),
+            "Staging is awake",
+        ),
+    );
+    states.add("Staging is awake", succeed());
+    states.add(failed, scale_failed());
+    machine(
+        "understudy wake: start staging's databases and wait until they are available, then scale the services back to what each one remembers, and wait until they are stable.",
+        "Load the deployed defaults",
+        states,
+        0,
+    )
+}
+
+/// `restop`: a database AWS restarted after 7 days stopped is stopped again.
+pub fn restop() -> Value {
+    let failed = "Restop failed";
+    let mut states = States::new();
+    states.add(
+        "Load the deployed defaults",
+        json!({
+            "Type": "Pass",
+            "Comment": "The defaults the stack was deployed with (SAM parameters).",
+            "Result": scale_defaults(),
+            "ResultPath": "$",
+            "Next": "Use the defaults as the configuration",
+        }),
+    );
+    states.add(
+        "Use the defaults as the configuration",
+        json!({
+            "Type": "Pass",
+            "Comment": "The execution input is the EventBridge event, not a config document, so nothing is merged over the defaults; the restop task reads the event from the execution input.",
+            "Parameters": {"config.$": "$"},
+            "Next": VALIDATE,
+        }),
+    );
+    states.add(
+        VALIDATE,
+        validate(Function::ScaleToZero, SCALE_VALIDATE_COMMENT, "Start waiting for the database", failed),
+    );
+    states.extend(
+        PollLoop {
+            what: "for the database".into(),
+            kind: PollKind::Database,
+            check: "Stop the restarted database".into(),
+            choice: "Is it done?".into(),
+            task: lambda(
+                Function::ScaleToZero,
+                config_payload("restop", json!({"event.$": "$$.Execution.Input"})),
+            )
+            .comment("Stops the database once it is available (waiting while it starts) if it carries the staging tag and understudy:sleep:state=asleep; otherwise ignored.")
+            .select(&["outcome", "done", "database", "status", "reason"])
+            .result_path("$.restop")
+            .catch(Catch::to(failed)),
+            done: "$.restop.done".into(),
+            then: "Report the restop".into(),
+            failure: failed.into(),
+            look_first: true,
+            choice_comment: None,
+        }
+        .states(),
+    );
+    states.add(
+        "Report the restop",
+        report(
+            "The execution's output: what was done with the database, not the config.",
+            json!({"restop.$": "$.restop"}),
+            "Restop is done",
+        ),
+    );
+    states.add("Restop is done", succeed());
+    states.add(failed, fail("Ends with the function's errorType (e.g. AccessDenied) and message."));
+    machine(
+        "understudy restop: started by the RDS events RDS-EVENT-0154 (instance) and RDS-EVENT-0153 (cluster), sent when AWS starts a database that has been stopped for 7 days. A database understudy put to sleep is stopped again once available; any other database is left alone.",
+        "Load the deployed defaults",
+        states,
+        0,
+    )
+}
