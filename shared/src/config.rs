@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ use crate::request::parse_under;
 use crate::{tags, Error, Result};
 
 /// The whole document. Unknown fields are refused, so a typo is an error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvironmentConfig {
     /// Name of the environment understudy keeps (used in names and events).
@@ -51,7 +52,7 @@ pub struct EnvironmentConfig {
 
 /// The production account. Without `role_arn` production is the functions' own
 /// account (a same-account setup) and no role is assumed.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductionAccount {
     /// 12-digit AWS account id.
@@ -79,7 +80,7 @@ impl fmt::Debug for ProductionAccount {
 }
 
 /// The staging account, where the functions run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StagingAccount {
     /// 12-digit AWS account id.
@@ -91,7 +92,7 @@ pub struct StagingAccount {
 }
 
 /// Whether a database is an Aurora cluster or an RDS instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum DatabaseKind {
     /// An Aurora cluster (`DBCluster`, cluster snapshots).
@@ -110,7 +111,7 @@ impl fmt::Display for DatabaseKind {
 }
 
 /// The production database and its staging counterpart.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// Cluster or instance.
@@ -190,7 +191,7 @@ impl DatabaseConfig {
 
 /// Staging's own settings for a restored database; unset fields take the
 /// snapshot's (or AWS's) defaults.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreSettings {
     /// DB subnet group in staging's VPC.
@@ -228,7 +229,7 @@ pub struct RestoreSettings {
 
 /// Where staging's master password comes from: a Secrets Manager secret (its
 /// `password` field, or the whole string), or RDS-managed (`managed: true`).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordSource {
     /// ARN of the secret holding staging's password.
@@ -240,7 +241,7 @@ pub struct PasswordSource {
 }
 
 /// How a replaced staging database is deleted.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetireSettings {
     /// Take a final snapshot before deleting (default false).
@@ -253,7 +254,7 @@ pub struct RetireSettings {
 }
 
 /// One production bucket (and prefix) mirrored into a staging bucket.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketMirror {
     /// Production bucket (only read).
@@ -274,7 +275,7 @@ pub struct BucketMirror {
 }
 
 /// The tag that selects staging's resources.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagSelector {
     /// Tag key, default `understudy:environment`.
@@ -294,7 +295,7 @@ impl Default for TagSelector {
 /// How the state machines' wait loops poll (see [`crate::poll`]): each waits
 /// `<kind>_seconds` first, doubles the wait up to `<kind>_max_seconds`, and
 /// fails with `WaitTimedOut` after `<kind>_timeout_minutes`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PollIntervals {
     /// First wait on a snapshot or snapshot copy (default 30, at least 1).
@@ -343,7 +344,7 @@ impl Default for PollIntervals {
 }
 
 /// Retention of understudy's own snapshots.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retention {
     /// How many of understudy's snapshots of the source to keep (default 3, at least 1).
@@ -525,7 +526,7 @@ impl EnvironmentConfig {
 
 /// What `validate` answers: the document with every field default filled in,
 /// and the wait plan of every poll loop kind (`$.waits` in the machines).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Validated<C> {
     /// The checked document.
     pub config: C,

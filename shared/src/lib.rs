@@ -1,9 +1,11 @@
 //! What several understudy functions need, in one place: the request contract
-//! ([`request`]), the environment config document ([`config`]), the error
-//! vocabulary the state machines match on ([`error`]), the `understudy:` tag keys
-//! ([`tags`]), AWS clients built once per cold start ([`aws`]), the safety rules
-//! ([`guard`]) and the Lambda wiring every `main.rs` calls ([`runtime`]).
+//! ([`request`]) and what every answer has in common ([`answer`]), the
+//! environment config document ([`config`]), the error vocabulary the state
+//! machines match on ([`error`]), the `understudy:` tag keys ([`tags`]), AWS
+//! clients built once per cold start ([`aws`]), the safety rules ([`guard`])
+//! and the Lambda wiring every `main.rs` calls ([`runtime`]).
 
+pub mod answer;
 pub mod aws;
 pub mod config;
 pub mod error;

@@ -11,7 +11,7 @@ use crate::config::{invalid, PollIntervals};
 use crate::Result;
 
 /// What a poll loop waits for: the kinds differ in how long AWS takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum PollKind {
     /// Snapshots and snapshot copies (hours for a large database).
@@ -63,7 +63,7 @@ pub const HISTORY_BUDGET_FOR_WAITS: u32 = 20_000;
 /// A loop's wait state at its start, as `validate` answers it and the machine
 /// carries it in `$.poll`: `seconds` is the next wait, `doubled` the one after
 /// if it still fits under `cap`, `count` the polls so far.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaitPlan {
     /// Polls made so far (0 at the start).
     pub count: u32,
@@ -80,7 +80,7 @@ pub struct WaitPlan {
 }
 
 /// The plan of every kind, as `validate` answers it (`$.waits` in the machines).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaitPlans {
     /// Snapshot loops.
     pub snapshot: WaitPlan,

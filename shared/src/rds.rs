@@ -40,7 +40,7 @@ pub struct SnapshotSummary {
 
 /// A snapshot by kind and identifier (or ARN, for one shared by another account),
 /// as requests name it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SnapshotRef {
     /// Cluster snapshot or DB (instance) snapshot.
@@ -50,7 +50,7 @@ pub struct SnapshotRef {
 }
 
 /// A snapshot's progress, for a `Wait`/`Choice` loop on `available`.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
 pub struct SnapshotStatus {
     /// Snapshot identifier.
     pub identifier: String,

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -18,7 +19,7 @@ use crate::Result;
 /// What to put to sleep and how. Resources are those carrying the staging tag
 /// (`config.tag`) when `select_by_tag` is on, plus the ones listed by name; a
 /// listed resource must carry the staging tag too.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleSettings {
     /// Find resources by the staging tag (Resource Groups Tagging API, and Auto
@@ -78,7 +79,7 @@ impl Default for ScaleSettings {
 }
 
 /// How an Aurora cluster sleeps.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum AuroraSleep {
     /// `StopDBCluster` (its instances stop with it).
@@ -91,7 +92,7 @@ pub enum AuroraSleep {
 /// "Idle" means: the metric's statistic over the last `minutes` is at most
 /// `threshold`. No datapoints at all counts as 0 (an ALB publishes no
 /// `RequestCount` for a minute without requests).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IdleCheck {
     /// Whether the `sleep` state machine checks first (and stays awake when busy).
@@ -203,7 +204,7 @@ pub fn parse_service_name(name: &str) -> Option<(&str, &str)> {
 /// The config document as the scale-to-zero function reads it: `production`,
 /// `database`, `buckets` and `retention` belong to the other functions and are
 /// accepted unread, so one document serves every state machine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleDocument {
     /// Name of the environment.

@@ -2,6 +2,7 @@
 //! state machines in moto's engine, and the contracts that tie them together.
 //! One binary (each extra one links the AWS SDK again).
 
+mod answer_contracts;
 mod contracts;
 mod mirror_function;
 mod mirror_state_machines;

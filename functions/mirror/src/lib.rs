@@ -18,9 +18,11 @@ mod plan;
 pub mod s3;
 mod sync;
 
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
+use understudy_shared::answer::{schema_of, to_answer, MAX_ANSWER_BYTES};
 use understudy_shared::aws::{s3_client, AwsContext};
 use understudy_shared::config::{BucketMirror, StagingAccount, TagSelector};
 use understudy_shared::request::ActionRequest;
@@ -30,6 +32,22 @@ pub use filter::KeyFilter;
 pub use plan::Boundaries;
 pub use s3::{Location, SOURCE_ETAG_KEY};
 pub use sync::{Counts, Phase, ResumeToken};
+
+/// The action of every request a mirror answer hands on (`plan`'s `requests`,
+/// `mirror`'s `next`): the state machines forward them as they are.
+pub const STEP_ACTION: &str = "mirror";
+
+/// Every action, in the order the module doc lists them.
+pub const ACTIONS: &[&str] = &["mirror", "plan"];
+
+/// The schema of each action's answer, for the state machines' contract test.
+pub fn answer_schema(action: &str) -> Option<Schema> {
+    Some(match action {
+        "mirror" => schema_of::<MirrorResponse>(),
+        "plan" => schema_of::<Plan>(),
+        _ => return None,
+    })
+}
 
 /// Default number of copies (or delete batches) in flight.
 pub const DEFAULT_CONCURRENCY: usize = 128;
@@ -215,13 +233,14 @@ impl MirrorFunctionRequest {
                 }
                 Ok(Self::Plan(plan))
             }
-            _ => Err(request.unknown_action(&["mirror", "plan"])),
+            _ => Err(request.unknown_action(ACTIONS)),
         }
     }
 }
 
-/// What `mirror` answers.
-#[derive(Debug, Clone, Serialize)]
+/// What `mirror` answers. Its size does not grow with the bucket: `next` is the
+/// request (as large as the one received) with a new resume token.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct MirrorResponse {
     /// True when both phases of this range are finished.
     pub done: bool,
@@ -237,6 +256,36 @@ pub struct MirrorResponse {
     pub resume: Option<ResumeToken>,
     /// The complete request for the next invocation; null when done.
     pub next: Option<Value>,
+}
+
+/// What `plan` answers: the first `mirror` request of each key range, for a
+/// `Map` state's `ItemsPath`.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct Plan {
+    /// How many requests.
+    pub count: usize,
+    /// The requests (each a complete `mirror` request).
+    pub requests: Vec<Value>,
+}
+
+impl Plan {
+    /// The requests are the state machine's `Map` items, so they cannot be cut
+    /// short: a plan too large for a Step Functions answer is refused instead
+    /// (`InvalidInput`, which the machines catch, rather than
+    /// `States.DataLimitExceeded`, which nothing catches).
+    fn check_size(&self) -> Result<()> {
+        let bytes = serde_json::to_vec(self).expect("plans serialize").len();
+        if bytes > MAX_ANSWER_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "invalid input at `shards`: {} key ranges make a plan of {} KiB, above the {} KiB one answer may \
+                 carry; use fewer shards or fewer buckets per run",
+                self.count,
+                bytes / 1024,
+                MAX_ANSWER_BYTES / 1024
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// The function's handler, holding the AWS config built once per cold start.
@@ -265,10 +314,33 @@ impl MirrorFunction {
     pub async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value> {
         match MirrorFunctionRequest::parse(payload)? {
             MirrorFunctionRequest::Mirror(request) => {
-                let response = sync::run(self.client(), *request, deadline).await?;
-                Ok(serde_json::to_value(response).expect("responses serialize"))
+                to_answer(&sync::run(self.client(), *request, deadline).await?)
             }
-            MirrorFunctionRequest::Plan(request) => sync::plan(self.client(), request, deadline).await,
+            MirrorFunctionRequest::Plan(request) => {
+                to_answer(&sync::plan(self.client(), request, deadline).await?)
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_an_answer_schema() {
+        for action in ACTIONS {
+            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
+        }
+    }
+
+    #[test]
+    fn a_plan_too_large_for_one_answer_is_refused() {
+        let request = serde_json::json!({"action": STEP_ACTION, "source": {"bucket": "b", "prefix": "p/"}});
+        let small = Plan { count: 8, requests: vec![request.clone(); 8] };
+        assert!(small.check_size().is_ok());
+        let large = Plan { count: 4000, requests: vec![request; 4000] };
+        let message = large.check_size().unwrap_err().to_string();
+        assert!(message.contains("`shards`") && message.contains("KiB"), "{message}");
     }
 }

@@ -5,8 +5,9 @@ use std::cmp::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use understudy_shared::{Error, Result};
@@ -14,7 +15,7 @@ use understudy_shared::{Error, Result};
 use crate::filter::KeyFilter;
 use crate::plan::Boundaries;
 use crate::s3::{bare_etag, Buckets, Listed, Listing, Location};
-use crate::{CompareMode, MirrorRequest, MirrorResponse, PlanRequest};
+use crate::{CompareMode, MirrorRequest, MirrorResponse, Plan, PlanRequest, STEP_ACTION};
 
 /// Most keys one `DeleteObjects` call takes.
 const DELETE_BATCH: usize = 1000;
@@ -25,7 +26,7 @@ const MAX_HELD_EXTRAS: usize = 10_000;
 const MAX_MARGIN: Duration = Duration::from_secs(60);
 
 /// Which phase a step works on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Copy what is missing or different.
@@ -36,7 +37,7 @@ pub enum Phase {
 }
 
 /// Totals of a mirror range so far (in dry runs: what would have been done).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Counts {
     /// Objects copied.
@@ -55,7 +56,7 @@ pub struct Counts {
 
 /// Where a mirror goes on. Opaque to callers: pass back the `resume` of the
 /// previous answer (or a range from `plan`) unchanged.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResumeToken {
     /// The phase to work on.
@@ -234,7 +235,7 @@ pub async fn run(
         let mut next =
             serde_json::to_value(MirrorRequest { resume: Some(resume.clone()), ..request.clone() })
                 .expect("requests serialize");
-        next["action"] = json!("mirror");
+        next["action"] = json!(STEP_ACTION);
         next
     });
     Ok(MirrorResponse {
@@ -441,7 +442,7 @@ async fn delete_phase(
 }
 
 /// `plan`: the first `mirror` request of each key range of each bucket.
-pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instant) -> Result<Value> {
+pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instant) -> Result<Plan> {
     let stop_at = stop_taking_work_at(deadline);
     let mut requests = Vec::new();
     for (index, bucket) in request.buckets.iter().enumerate() {
@@ -493,12 +494,14 @@ pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instan
                 extras: 0,
             });
             let mut value = serde_json::to_value(&mirror).expect("requests serialize");
-            value["action"] = json!("mirror");
+            value["action"] = json!(STEP_ACTION);
             requests.push(value);
             start = until;
         }
     }
-    Ok(json!({ "count": requests.len(), "requests": requests }))
+    let plan = Plan { count: requests.len(), requests };
+    plan.check_size()?;
+    Ok(plan)
 }
 
 #[cfg(test)]

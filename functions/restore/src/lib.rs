@@ -31,11 +31,13 @@ mod databases;
 mod mocked_tests;
 mod naming;
 
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use understudy_shared::answer::{bounded, schema_of, to_answer};
 use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseConfig, DatabaseKind, EnvironmentConfig};
-use understudy_shared::rds::{arn_account, SnapshotRef, Snapshots};
+use understudy_shared::rds::{arn_account, SnapshotRef, SnapshotStatus, Snapshots};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::tags::{self, tag_value};
 use understudy_shared::{guard, Error, Result};
@@ -119,7 +121,7 @@ pub enum SwapStep {
 }
 
 /// A database by kind and identifier.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseRef {
     /// Cluster or instance.
@@ -153,7 +155,8 @@ pub enum Request {
     Undo(RunRequest),
 }
 
-const ACTIONS: &[&str] = &[
+/// Every action, in refresh order.
+pub const ACTIONS: &[&str] = &[
     "check",
     "copy",
     "restore",
@@ -165,6 +168,35 @@ const ACTIONS: &[&str] = &[
     "return-to-sleep",
     "undo",
 ];
+
+/// The schema of each action's answer, for the state machines' contract test.
+/// `status` answers a snapshot's or a database's status, depending on the
+/// request: see [`status_answer_schema`] for the one a request gets.
+pub fn answer_schema(action: &str) -> Option<Schema> {
+    Some(match action {
+        "check" => schema_of::<LiveCheck>(),
+        "copy" => schema_of::<Restorable>(),
+        "restore" => schema_of::<Restored>(),
+        "status" => schema_of::<StatusAnswer>(),
+        "prepare" => schema_of::<Prepared>(),
+        "wake-live" => schema_of::<WokenLive>(),
+        "swap" => schema_of::<Swapped>(),
+        "retire" => schema_of::<Retired>(),
+        "return-to-sleep" => schema_of::<ReturnedToSleep>(),
+        "undo" => schema_of::<Undone>(),
+        _ => return None,
+    })
+}
+
+/// The answer schema of a `status` request that gives the field `looking_at`
+/// (`snapshot` or `database`); `None` for any other field.
+pub fn status_answer_schema(looking_at: &str) -> Option<Schema> {
+    match looking_at {
+        "snapshot" => Some(schema_of::<SnapshotStatus>()),
+        "database" => Some(schema_of::<DatabaseStatus>()),
+        _ => None,
+    }
+}
 
 impl Request {
     /// Parses a payload; errors name the offending field.
@@ -187,7 +219,7 @@ impl Request {
 }
 
 /// A database's progress, for a `Wait`/`Choice` loop on `available`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct DatabaseStatus {
     /// Identifier.
     pub identifier: String,
@@ -200,7 +232,7 @@ pub struct DatabaseStatus {
 }
 
 /// One instance of a cluster.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct MemberStatus {
     /// Instance identifier.
     pub identifier: String,
@@ -209,12 +241,112 @@ pub struct MemberStatus {
 }
 
 /// What `restore` answers.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, JsonSchema)]
 pub struct Restored {
     /// The temporary database.
     pub database: DatabaseRef,
     /// A cluster's instances.
     pub members: Vec<String>,
+}
+
+/// What `check` answers: the live staging database under the target name.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct LiveCheck {
+    /// The target identifier.
+    pub target: String,
+    /// Whether a database has that name.
+    pub exists: bool,
+    /// Its AWS status; null when it does not exist.
+    pub status: Option<String>,
+    /// Whether it is stopped or stopping.
+    pub asleep: bool,
+}
+
+/// What `copy` answers: the snapshot to restore from.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Restorable {
+    /// The shared snapshot, or staging's copy of it.
+    pub snapshot: SnapshotRef,
+    /// True when staging's copy is being made (wait for it).
+    pub copied: bool,
+}
+
+/// What `status` answers, depending on what the request looks at.
+#[derive(Debug, Serialize, JsonSchema)]
+#[serde(untagged)]
+pub enum StatusAnswer {
+    /// A snapshot's status.
+    Snapshot(SnapshotStatus),
+    /// A database's status.
+    Database(DatabaseStatus),
+}
+
+/// How `prepare` set staging's master password.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordMethod {
+    /// From the secret `config.database.password.secret_arn`.
+    Secret,
+    /// Managed by RDS in Secrets Manager.
+    Managed,
+}
+
+/// What `prepare` answers (never the password itself).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Prepared {
+    /// The temporary database.
+    pub database: DatabaseRef,
+    /// How its password was set.
+    pub password: PasswordMethod,
+}
+
+/// What `wake-live` answers, also when staging has no database under the
+/// target name yet (a first refresh): `database` is then the one the refresh
+/// will create, and `exists` is false.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WokenLive {
+    /// True when the live database was asleep, so the run puts the new one back to sleep.
+    pub was_asleep: bool,
+    /// Whether a live database exists under the target name.
+    pub exists: bool,
+    /// The live database (kind and target identifier).
+    pub database: DatabaseRef,
+}
+
+/// What `swap` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Swapped {
+    /// Whether a rename was made (or had been, by an earlier attempt).
+    pub renamed: bool,
+    /// The database the step is about: the retired one (`aside`) or the new live one (`in`).
+    pub database: DatabaseRef,
+}
+
+/// What `retire` answers: at most [`MAX_LISTED`](understudy_shared::answer::MAX_LISTED)
+/// deleted identifiers, with a count of those left out.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Retired {
+    /// Retired databases deleted.
+    pub deleted: Vec<String>,
+    /// Deleted ones not listed.
+    pub deleted_left_out: usize,
+}
+
+/// What `return-to-sleep` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ReturnedToSleep {
+    /// The live database, stopped (or stopping).
+    pub stopped: String,
+}
+
+/// What `undo` answers. `deleted` holds at most two identifiers: this run's
+/// temporary database and its staging copy of the snapshot.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Undone {
+    /// Whether the live database was renamed back from its retired name.
+    pub renamed_back: bool,
+    /// What this run made and undo deleted.
+    pub deleted: Vec<String>,
 }
 
 /// Everything an action needs, parsed and checked once.
@@ -335,6 +467,38 @@ impl Refresh {
         Ok(Restored { database: DatabaseRef { kind: database.kind, identifier: temporary }, members })
     }
 
+    /// A stopped database cannot be renamed: start a sleeping live database and
+    /// say so, so the run puts the new one back to sleep at the end. Without a
+    /// live database (a first refresh) there is nothing to wake.
+    pub async fn wake_live(&self) -> Result<WokenLive> {
+        let database = DatabaseRef { kind: self.databases.kind(), identifier: self.target().to_owned() };
+        let Some(live) = self.databases.find(self.target()).await? else {
+            return Ok(WokenLive { was_asleep: false, exists: false, database });
+        };
+        let asleep_by_tag = tag_value(&live.tags, tags::SLEEP_STATE) == Some("asleep");
+        let was_asleep = match live.status.as_str() {
+            "stopped" => {
+                self.ensure_may_modify(&live)?;
+                self.databases.start(&live.identifier).await?;
+                tracing::info!(database = %live.identifier, "started the sleeping live database for the swap");
+                true
+            }
+            "stopping" => {
+                return Err(Error::ResourceBusy(format!(
+                    "`{}` is stopping; it can be started once stopped",
+                    live.identifier
+                )))
+            }
+            "starting" => true,
+            _ => asleep_by_tag,
+        };
+        Ok(WokenLive {
+            was_asleep,
+            exists: true,
+            database: DatabaseRef { identifier: live.identifier, ..database },
+        })
+    }
+
     async fn status(&self, identifier: &str) -> Result<DatabaseStatus> {
         let database = self.databases.find(identifier).await?.ok_or_else(|| {
             Error::DatabaseNotFound(format!(
@@ -413,10 +577,6 @@ const FAILED_STATUSES: &[&str] = &[
     "restore-error",
 ];
 
-fn to_json(value: impl Serialize) -> Result<Value> {
-    Ok(serde_json::to_value(value).expect("answers serialize"))
-}
-
 fn is_asleep(status: &str) -> bool {
     matches!(status, "stopped" | "stopping")
 }
@@ -430,16 +590,16 @@ impl RestoreFunction {
     /// Handles one invocation.
     pub async fn handle(&self, payload: Value) -> Result<Value> {
         match Request::parse(payload)? {
-            Request::Check(r) => self.check(r).await,
-            Request::Copy(r) => self.copy(r).await,
-            Request::Restore(r) => self.restore(r).await,
-            Request::Status(r) => self.status(r).await,
-            Request::Prepare(r) => self.prepare(r).await,
-            Request::WakeLive(r) => self.wake_live(r).await,
-            Request::Swap(r) => self.swap(r).await,
-            Request::Retire(r) => self.retire(r).await,
-            Request::ReturnToSleep(r) => self.return_to_sleep(r).await,
-            Request::Undo(r) => self.undo(r).await,
+            Request::Check(r) => to_answer(&self.check(r).await?),
+            Request::Copy(r) => to_answer(&self.copy(r).await?),
+            Request::Restore(r) => to_answer(&self.restore(r).await?),
+            Request::Status(r) => to_answer(&self.status(r).await?),
+            Request::Prepare(r) => to_answer(&self.prepare(r).await?),
+            Request::WakeLive(r) => to_answer(&self.wake_live(r).await?),
+            Request::Swap(r) => to_answer(&self.swap(r).await?),
+            Request::Retire(r) => to_answer(&self.retire(r).await?),
+            Request::ReturnToSleep(r) => to_answer(&self.return_to_sleep(r).await?),
+            Request::Undo(r) => to_answer(&self.undo(r).await?),
         }
     }
 
@@ -451,7 +611,7 @@ impl RestoreFunction {
 
     /// Read-only: the guard rails on the live staging database, so a run that
     /// would be refused later is refused before it makes anything.
-    async fn check(&self, request: RunRequest) -> Result<Value> {
+    async fn check(&self, request: RunRequest) -> Result<LiveCheck> {
         let refresh = self.load(request.config)?;
         if refresh.config.staging.account_id.is_none() && refresh.config.production.role_arn.is_some() {
             let own_account = self.own_account(&refresh).await?;
@@ -463,12 +623,12 @@ impl RestoreFunction {
             Some(live) => refresh.ensure_may_modify(live)?,
             None => ensure_can_create(refresh.database())?,
         }
-        Ok(serde_json::json!({
-            "target": target,
-            "exists": live.is_some(),
-            "status": live.as_ref().map(|l| l.status.clone()),
-            "asleep": live.as_ref().is_some_and(|l| is_asleep(&l.status)),
-        }))
+        Ok(LiveCheck {
+            target: target.to_owned(),
+            exists: live.is_some(),
+            status: live.as_ref().map(|l| l.status.clone()),
+            asleep: live.as_ref().is_some_and(|l| is_asleep(&l.status)),
+        })
     }
 
     /// The account the functions run in (read-only `sts:GetCallerIdentity`).
@@ -487,7 +647,7 @@ impl RestoreFunction {
 
     /// A shared, encrypted instance snapshot must be copied (with a key staging
     /// owns) before AWS restores it; every other snapshot restores as shared.
-    async fn copy(&self, request: SnapshotRequest) -> Result<Value> {
+    async fn copy(&self, request: SnapshotRequest) -> Result<Restorable> {
         let refresh = self.load(request.config)?;
         let foreign = refresh.is_foreign(&request.snapshot.identifier);
         let mut snapshot = request.snapshot;
@@ -502,7 +662,7 @@ impl RestoreFunction {
             ))
         })?;
         if refresh.database().kind == DatabaseKind::Cluster || !shared.encrypted || !foreign {
-            return to_json(serde_json::json!({"snapshot": snapshot, "copied": false}));
+            return Ok(Restorable { snapshot, copied: false });
         }
         let identifier = naming::staging_copy_identifier(refresh.target(), &request.run_id);
         let key = refresh.database().staging_kms_key_id.clone().unwrap_or_else(|| "alias/aws/rds".into());
@@ -519,22 +679,21 @@ impl RestoreFunction {
         }
         tracing::info!(copy = %identifier, "copying the shared snapshot into staging");
         let snapshot = SnapshotRef { kind: refresh.database().kind, identifier };
-        to_json(serde_json::json!({"snapshot": snapshot, "copied": true}))
+        Ok(Restorable { snapshot, copied: true })
     }
 
-    async fn restore(&self, request: SnapshotRequest) -> Result<Value> {
+    async fn restore(&self, request: SnapshotRequest) -> Result<Restored> {
         let refresh = self.load(request.config)?;
-        let restored = refresh.restore_temporary(&request.run_id, &request.snapshot).await?;
-        to_json(restored)
+        refresh.restore_temporary(&request.run_id, &request.snapshot).await
     }
 
-    async fn status(&self, request: StatusRequest) -> Result<Value> {
+    async fn status(&self, request: StatusRequest) -> Result<StatusAnswer> {
         let config = EnvironmentConfig::from_value(request.config)?;
         let rds = rds_client(&self.aws.staging(&config.staging));
         match (request.snapshot, request.database) {
-            (Some(snapshot), None) => {
-                to_json(Snapshots::new(rds, snapshot.kind).status(&snapshot.identifier).await?)
-            }
+            (Some(snapshot), None) => Ok(StatusAnswer::Snapshot(
+                Snapshots::new(rds, snapshot.kind).status(&snapshot.identifier).await?,
+            )),
             (None, Some(database)) => {
                 let config_kind = config.database.as_ref().map(|d| d.kind).unwrap_or(database.kind);
                 let refresh = Refresh {
@@ -542,7 +701,7 @@ impl RestoreFunction {
                     snapshots: Snapshots::new(rds, config_kind),
                     config,
                 };
-                to_json(refresh.status(&database.identifier).await?)
+                Ok(StatusAnswer::Database(refresh.status(&database.identifier).await?))
             }
             _ => Err(Error::InvalidInput(
                 "invalid input: give exactly one of `snapshot` or `database` to look at".into(),
@@ -552,7 +711,7 @@ impl RestoreFunction {
 
     /// Staging's own master password on the temporary database, before it goes
     /// live. The password is read from Secrets Manager and never logged or returned.
-    async fn prepare(&self, request: PrepareRequest) -> Result<Value> {
+    async fn prepare(&self, request: PrepareRequest) -> Result<Prepared> {
         let refresh = self.load(request.config)?;
         let database = refresh.databases.find(&request.database.identifier).await?.ok_or_else(|| {
             Error::DatabaseNotFound(format!("`{}` does not exist", request.database.identifier))
@@ -560,14 +719,15 @@ impl RestoreFunction {
         refresh.ensure_this_runs(&database, &request.run_id)?;
         let source = &refresh.database().password;
         let (password, method) = match &source.secret_arn {
-            Some(secret_arn) => {
-                (MasterPassword::Value(self.read_password(&refresh, secret_arn).await?), "secret")
-            }
-            None => (MasterPassword::Managed, "managed"),
+            Some(secret_arn) => (
+                MasterPassword::Value(self.read_password(&refresh, secret_arn).await?),
+                PasswordMethod::Secret,
+            ),
+            None => (MasterPassword::Managed, PasswordMethod::Managed),
         };
         refresh.databases.set_master_password(&database.identifier, password).await?;
-        tracing::info!(database = %database.identifier, method, "staging's master password set");
-        Ok(serde_json::json!({"database": request.database, "password": method}))
+        tracing::info!(database = %database.identifier, ?method, "staging's master password set");
+        Ok(Prepared { database: request.database, password: method })
     }
 
     async fn read_password(&self, refresh: &Refresh, secret_arn: &str) -> Result<String> {
@@ -593,36 +753,11 @@ impl RestoreFunction {
         })
     }
 
-    /// A stopped database cannot be renamed: start a sleeping live database and
-    /// say so, so the run puts the new one back to sleep at the end.
-    async fn wake_live(&self, request: RunRequest) -> Result<Value> {
-        let refresh = self.load(request.config)?;
-        let target = DatabaseRef { kind: refresh.databases.kind(), identifier: refresh.target().to_owned() };
-        let Some(live) = refresh.databases.find(refresh.target()).await? else {
-            // A first refresh: nothing to wake; the swap's first rename finds nothing to move.
-            return Ok(serde_json::json!({"was_asleep": false, "exists": false, "database": target}));
-        };
-        let asleep_by_tag = tag_value(&live.tags, tags::SLEEP_STATE) == Some("asleep");
-        let was_asleep = match live.status.as_str() {
-            "stopped" => {
-                refresh.ensure_may_modify(&live)?;
-                refresh.databases.start(&live.identifier).await?;
-                tracing::info!(database = %live.identifier, "started the sleeping live database for the swap");
-                true
-            }
-            "stopping" => {
-                return Err(Error::ResourceBusy(format!(
-                    "`{}` is stopping; it can be started once stopped",
-                    live.identifier
-                )))
-            }
-            "starting" => true,
-            _ => asleep_by_tag,
-        };
-        Ok(serde_json::json!({"was_asleep": was_asleep, "exists": true, "database": target}))
+    async fn wake_live(&self, request: RunRequest) -> Result<WokenLive> {
+        self.load(request.config)?.wake_live().await
     }
 
-    async fn swap(&self, request: SwapRequest) -> Result<Value> {
+    async fn swap(&self, request: SwapRequest) -> Result<Swapped> {
         let refresh = self.load(request.config)?;
         let kind = refresh.databases.kind();
         let target = refresh.target().to_owned();
@@ -632,16 +767,18 @@ impl RestoreFunction {
             SwapStep::Aside => {
                 let Some(live) = refresh.databases.find(&target).await? else {
                     let done = refresh.databases.find(&retired).await?.is_some();
-                    return Ok(
-                        serde_json::json!({"renamed": done, "database": DatabaseRef { kind, identifier: retired }}),
-                    );
+                    return Ok(Swapped {
+                        renamed: done,
+                        database: DatabaseRef { kind, identifier: retired },
+                    });
                 };
                 refresh.ensure_may_modify(&live)?;
                 if tag_value(&live.tags, tags::RUN) == Some(request.run_id.as_str()) {
                     // Our new database is already live: both renames happened.
-                    return Ok(
-                        serde_json::json!({"renamed": false, "database": DatabaseRef { kind, identifier: target }}),
-                    );
+                    return Ok(Swapped {
+                        renamed: false,
+                        database: DatabaseRef { kind, identifier: target },
+                    });
                 }
                 if is_asleep(&live.status) {
                     return Err(Error::ResourceBusy(format!(
@@ -651,16 +788,15 @@ impl RestoreFunction {
                 }
                 refresh.databases.rename(&target, &retired).await?;
                 tracing::info!(from = %target, to = %retired, "renamed the live database aside");
-                Ok(
-                    serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: retired }}),
-                )
+                Ok(Swapped { renamed: true, database: DatabaseRef { kind, identifier: retired } })
             }
             SwapStep::In => {
                 if let Some(live) = refresh.databases.find(&target).await? {
                     if tag_value(&live.tags, tags::RUN) == Some(request.run_id.as_str()) {
-                        return Ok(
-                            serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: target }}),
-                        );
+                        return Ok(Swapped {
+                            renamed: true,
+                            database: DatabaseRef { kind, identifier: target },
+                        });
                     }
                     return Err(Error::ResourceBusy(format!(
                         "`{target}` is still taken by the live database"
@@ -672,14 +808,14 @@ impl RestoreFunction {
                 refresh.ensure_this_runs(&new, &request.run_id)?;
                 refresh.databases.rename(&temporary, &target).await?;
                 tracing::info!(from = %temporary, to = %target, "renamed the new database into place");
-                Ok(serde_json::json!({"renamed": true, "database": DatabaseRef { kind, identifier: target }}))
+                Ok(Swapped { renamed: true, database: DatabaseRef { kind, identifier: target } })
             }
         }
     }
 
     /// Deletes every retired database of the target: this run's, and any an
     /// earlier run left behind after a late failure.
-    async fn retire(&self, request: RunRequest) -> Result<Value> {
+    async fn retire(&self, request: RunRequest) -> Result<Retired> {
         let refresh = self.load(request.config)?;
         let target = refresh.target().to_owned();
         let settings = refresh.database().retire.clone();
@@ -714,10 +850,11 @@ impl RestoreFunction {
             tracing::info!(database = %database.identifier, "deleted the retired database");
             deleted.push(database.identifier);
         }
-        Ok(serde_json::json!({"deleted": deleted}))
+        let (deleted, deleted_left_out) = bounded(deleted);
+        Ok(Retired { deleted, deleted_left_out })
     }
 
-    async fn return_to_sleep(&self, request: RunRequest) -> Result<Value> {
+    async fn return_to_sleep(&self, request: RunRequest) -> Result<ReturnedToSleep> {
         let refresh = self.load(request.config)?;
         let live = refresh
             .databases
@@ -733,14 +870,14 @@ impl RestoreFunction {
             [(tags::SLEEP_STATE.to_owned(), "asleep".to_owned()), (tags::SLEEP_SINCE.to_owned(), since)];
         refresh.databases.add_tags(&live.arn, &sleep_tags).await?;
         tracing::info!(database = %live.identifier, "put the refreshed database back to sleep");
-        Ok(serde_json::json!({"stopped": live.identifier}))
+        Ok(ReturnedToSleep { stopped: live.identifier })
     }
 
     /// After a failure: if the live database was renamed aside and the new one
     /// is not in place, rename it back; delete this run's temporary database and
     /// staging copy. After a complete swap there is nothing to undo: the new
     /// database stays live and the retired one waits for the next run's `retire`.
-    pub async fn undo(&self, request: RunRequest) -> Result<Value> {
+    pub async fn undo(&self, request: RunRequest) -> Result<Undone> {
         let refresh = self.load(request.config)?;
         let target = refresh.target().to_owned();
         let retired = retired_identifier(&target, &request.run_id);
@@ -772,6 +909,19 @@ impl RestoreFunction {
             }
         }
         tracing::info!(renamed_back, ?deleted, "undid this run's changes");
-        Ok(serde_json::json!({"renamed_back": renamed_back, "deleted": deleted}))
+        Ok(Undone { renamed_back, deleted })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_an_answer_schema() {
+        for action in ACTIONS {
+            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
+        }
+        assert!(status_answer_schema("snapshot").is_some() && status_answer_schema("database").is_some());
     }
 }

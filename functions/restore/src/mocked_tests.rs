@@ -6,12 +6,12 @@ use aws_sdk_rds::error::ErrorMetadata;
 use aws_sdk_rds::operation::create_db_cluster_snapshot::CreateDBClusterSnapshotError;
 use aws_sdk_rds::operation::create_db_instance::CreateDbInstanceOutput;
 use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
-use aws_sdk_rds::operation::describe_db_clusters::DescribeDbClustersOutput;
+use aws_sdk_rds::operation::describe_db_clusters::{DescribeDBClustersError, DescribeDbClustersOutput};
 use aws_sdk_rds::operation::modify_db_cluster::ModifyDBClusterError;
 use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDBClusterFromSnapshotError;
 use aws_sdk_rds::types::error::{
-    DbClusterAlreadyExistsFault, InvalidDbClusterStateFault, KmsKeyNotAccessibleFault,
-    SnapshotQuotaExceededFault,
+    DbClusterAlreadyExistsFault, DbClusterNotFoundFault, InvalidDbClusterStateFault,
+    KmsKeyNotAccessibleFault, SnapshotQuotaExceededFault,
 };
 use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Tag};
 use aws_sdk_rds::Client;
@@ -179,4 +179,27 @@ async fn a_restore_that_finds_another_runs_cluster_under_its_name_stops() {
 
     assert!(matches!(error, Error::GuardRailViolation(_)), "{error}");
     assert_eq!(instance.num_calls(), 0, "nothing is added to a database this run did not make");
+}
+
+#[tokio::test]
+async fn a_first_refresh_wakes_nothing_and_still_names_the_target() {
+    let missing = mock!(Client::describe_db_clusters).then_error(|| {
+        DescribeDBClustersError::DbClusterNotFoundFault(
+            DbClusterNotFoundFault::builder().meta(meta("DBClusterNotFoundFault")).build(),
+        )
+    });
+    let refresh = refresh(mocked_rds(&[&missing]));
+
+    let woken = refresh.wake_live().await.unwrap();
+
+    assert!(!woken.was_asleep && !woken.exists, "{woken:?}");
+    assert_eq!(
+        woken.database,
+        crate::DatabaseRef { kind: DatabaseKind::Cluster, identifier: "staging-aurora".into() }
+    );
+    let answer = serde_json::to_value(&woken).unwrap();
+    assert_eq!(
+        answer["database"]["identifier"], "staging-aurora",
+        "refresh.asl.json reads $.Payload.database"
+    );
 }

@@ -5,12 +5,14 @@
 //! does not serve CloudWatch's RPC v2 CBOR protocol, so the CloudWatch
 //! implementation is tested on mocked SDK responses, and the decision on a fake.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, Metric, MetricDataQuery, MetricStat};
-use serde_json::{json, Value};
+use schemars::JsonSchema;
+use serde::Serialize;
 use understudy_shared::scale::IdleCheck;
 use understudy_shared::{Error, Result};
 
@@ -82,23 +84,46 @@ pub fn aggregate(statistic: &str, values: &[f64]) -> f64 {
 }
 
 /// Whether staging has been idle for `check.minutes` up to `now`.
-pub async fn check_idle(metrics: &impl Metrics, check: &IdleCheck, now: SystemTime) -> Result<Value> {
+pub async fn check_idle(metrics: &impl Metrics, check: &IdleCheck, now: SystemTime) -> Result<IdleReport> {
     let start = now - Duration::from_secs(u64::from(check.minutes) * 60);
     let values = metrics.datapoints(check, start, now).await?;
     let value = aggregate(&check.statistic, &values);
     let idle = value <= check.threshold;
     tracing::info!(idle, value, datapoints = values.len(), metric = %check.metric, "idle check");
-    Ok(json!({
-        "idle": idle,
-        "value": value,
-        "datapoints": values.len(),
-        "namespace": check.namespace,
-        "metric": check.metric,
-        "dimensions": check.dimensions,
-        "statistic": check.statistic,
-        "minutes": check.minutes,
-        "threshold": check.threshold,
-    }))
+    Ok(IdleReport {
+        idle,
+        value,
+        datapoints: values.len(),
+        namespace: check.namespace.clone(),
+        metric: check.metric.clone(),
+        dimensions: check.dimensions.clone(),
+        statistic: check.statistic.clone(),
+        minutes: check.minutes,
+        threshold: check.threshold,
+    })
+}
+
+/// What `check-idle` answers: the decision and what it was made from.
+#[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
+pub struct IdleReport {
+    /// Whether staging has been idle over the window.
+    pub idle: bool,
+    /// The statistic over the window.
+    pub value: f64,
+    /// How many per-minute datapoints CloudWatch had.
+    pub datapoints: usize,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Metric name.
+    pub metric: String,
+    /// Its dimensions.
+    pub dimensions: BTreeMap<String, String>,
+    /// The statistic.
+    pub statistic: String,
+    /// The window, in minutes up to now.
+    pub minutes: u32,
+    /// Idle when `value` is at most this.
+    pub threshold: f64,
 }
 
 #[cfg(test)]
@@ -110,7 +135,14 @@ mod tests {
     use aws_sdk_cloudwatch::Client;
     use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 
+    use serde_json::Value;
+
     use super::*;
+
+    /// `check_idle`'s answer as the state machine sees it.
+    async fn check_idle(metrics: &impl Metrics, check: &IdleCheck, now: SystemTime) -> Result<Value> {
+        super::check_idle(metrics, check, now).await.map(|report| serde_json::to_value(report).unwrap())
+    }
 
     fn check() -> IdleCheck {
         IdleCheck {

@@ -33,8 +33,10 @@ use std::time::SystemTime;
 use aws_config::retry::RetryConfig;
 use aws_config::SdkConfig;
 use futures::stream::{self, StreamExt};
-use serde::Deserialize;
+use schemars::{JsonSchema, Schema};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+use understudy_shared::answer::{schema_of, to_answer, MAX_LISTED};
 use understudy_shared::aws::AwsContext;
 use understudy_shared::config::Validated;
 use understudy_shared::request::ActionRequest;
@@ -43,16 +45,32 @@ use understudy_shared::tags;
 use understudy_shared::{Error, Result};
 
 use crate::discover::{describe, select, Clients, Selection};
+use crate::idle::IdleReport;
 use crate::model::{
     condition, environment_state, plan_sleep, plan_wake, Condition, Entry, Kind, Outcome, Plan, Resource,
 };
+use crate::restop::{RestopAnswer, RestopDatabase, RestopOutcome};
 
 /// Attempts per AWS call (the SDK's standard retry: exponential backoff with
 /// jitter on throttling and transient errors); the state machines retry
 /// `Throttled` on top.
 pub const MAX_ATTEMPTS: u32 = 5;
 
-const ACTIONS: &[&str] = &["validate", "sleep", "wake", "status", "check-idle", "restop"];
+/// Every action, in the order the module doc lists them.
+pub const ACTIONS: &[&str] = &["validate", "sleep", "wake", "status", "check-idle", "restop"];
+
+/// The schema of each action's answer, for the state machines' contract test.
+pub fn answer_schema(action: &str) -> Option<Schema> {
+    Some(match action {
+        "validate" => schema_of::<Validated<ScaleDocument>>(),
+        "sleep" => schema_of::<Report>(),
+        "wake" => schema_of::<WakeReport>(),
+        "status" => schema_of::<StatusReport>(),
+        "check-idle" => schema_of::<IdleReport>(),
+        "restop" => schema_of::<RestopAnswer>(),
+        _ => return None,
+    })
+}
 
 /// `{"action": "validate" | "sleep" | "status" | "check-idle", "config": {...}}`
 #[derive(Debug, Deserialize)]
@@ -63,7 +81,7 @@ pub struct ConfigRequest {
 }
 
 /// Which resources `wake` acts on.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// RDS instances and Aurora clusters.
@@ -81,14 +99,6 @@ impl Phase {
             Phase::Databases => &[Kind::DbInstance, Kind::DbCluster],
             Phase::Services => &[Kind::EcsService, Kind::AutoScalingGroup, Kind::Ec2Instance],
             Phase::All => ALL_KINDS,
-        }
-    }
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Phase::Databases => "databases",
-            Phase::Services => "services",
-            Phase::All => "all",
         }
     }
 }
@@ -150,6 +160,116 @@ impl ScaleRequest {
     }
 }
 
+/// What `sleep` answers (and `wake`, with two more fields). At most
+/// [`MAX_LISTED`] resources are listed, those that need attention first
+/// (failed, changed by hand while asleep, in progress, changed now); `counts`
+/// and `resources_left_out` cover them all.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Report {
+    /// `sleep` or `wake`.
+    pub action: String,
+    /// The environment's name.
+    pub environment: String,
+    /// `asleep`, `awake`, `mixed` or `empty`, after the calls.
+    pub state: String,
+    /// False when some resource needs another pass (call again later).
+    pub settled: bool,
+    /// Resources by outcome (`slept`, `already-asleep`, ...).
+    pub counts: BTreeMap<String, usize>,
+    /// One row per listed resource, by kind and id.
+    pub resources: Vec<Entry>,
+    /// Resources not listed.
+    pub resources_left_out: usize,
+}
+
+/// What `wake` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct WakeReport {
+    /// As for `sleep`.
+    #[serde(flatten)]
+    pub report: Report,
+    /// Which resources were woken.
+    pub phase: Phase,
+    /// True when every woken database was already available (for the wait loop).
+    pub databases_available: bool,
+}
+
+/// What `status` answers. At most [`MAX_LISTED`] resources are listed, the
+/// changing ones first; `counts` and `resources_left_out` cover them all.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StatusReport {
+    /// `status`.
+    pub action: String,
+    /// The environment's name.
+    pub environment: String,
+    /// `asleep`, `awake`, `mixed` or `empty`.
+    pub state: String,
+    /// True when every counted database is available (or asleep).
+    pub databases_available: bool,
+    /// True when every counted service, group and instance is stable (or asleep).
+    pub services_stable: bool,
+    /// Resources by state (`asleep`, `awake`, `off`, `changing`, `skipped`).
+    pub counts: BTreeMap<String, usize>,
+    /// One row per listed resource, by kind and id.
+    pub resources: Vec<StatusRow>,
+    /// Resources not listed.
+    pub resources_left_out: usize,
+}
+
+/// One resource in a `status` answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct StatusRow {
+    /// Resource kind.
+    pub kind: Kind,
+    /// Resource id.
+    pub id: String,
+    /// Its state.
+    pub state: Condition,
+    /// What was observed (counts, status, remembered sleep state).
+    pub detail: Value,
+}
+
+/// The [`MAX_LISTED`] rows with the lowest `rank` (those most in need of
+/// attention), in their given order, and how many were left out.
+fn most_telling<T>(rows: Vec<T>, rank: impl Fn(&T) -> u8) -> (Vec<T>, usize) {
+    if rows.len() <= MAX_LISTED {
+        return (rows, 0);
+    }
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| rank(&rows[i]));
+    let mut keep = vec![false; rows.len()];
+    for &i in &order[..MAX_LISTED] {
+        keep[i] = true;
+    }
+    let left_out = rows.len() - MAX_LISTED;
+    (rows.into_iter().zip(keep).filter_map(|(row, keep)| keep.then_some(row)).collect(), left_out)
+}
+
+fn outcome_rank(entry: &Entry) -> u8 {
+    match entry.outcome {
+        Outcome::Failed => 0,
+        Outcome::ChangedWhileAsleep => 1,
+        Outcome::InProgress => 2,
+        Outcome::Slept | Outcome::Woke => 3,
+        Outcome::Skipped => 4,
+        Outcome::AlreadyAsleep | Outcome::AlreadyAwake => 5,
+    }
+}
+
+fn condition_rank(row: &StatusRow) -> u8 {
+    match row.state {
+        Condition::Changing => 0,
+        Condition::Awake => 1,
+        Condition::Asleep => 2,
+        Condition::Off => 3,
+        Condition::Skipped => 4,
+    }
+}
+
+fn condition_name(condition: Condition) -> String {
+    serde_json::to_value(condition).expect("conditions serialize").as_str().unwrap_or_default().to_owned()
+}
+
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct ScaleFunction {
     aws: AwsContext,
@@ -170,30 +290,29 @@ impl ScaleFunction {
             ScaleRequest::Validate(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
                 let poll = document.poll.clone();
-                Ok(serde_json::to_value(Validated::new(document, &poll, VALIDATED_MACHINES)?)
-                    .expect("config serializes"))
+                to_answer(&Validated::new(document, &poll, VALIDATED_MACHINES)?)
             }
             ScaleRequest::Sleep(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
-                sleep(&self.clients(&document), &document).await
+                to_answer(&sleep(&self.clients(&document), &document).await?)
             }
             ScaleRequest::Wake(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
-                wake(&self.clients(&document), &document, request.phase).await
+                to_answer(&wake(&self.clients(&document), &document, request.phase).await?)
             }
             ScaleRequest::Status(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
-                status(&self.clients(&document), &document).await
+                to_answer(&status(&self.clients(&document), &document).await?)
             }
             ScaleRequest::CheckIdle(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
                 let cloudwatch = idle::CloudWatch(aws_sdk_cloudwatch::Client::new(&self.config(&document)));
-                idle::check_idle(&cloudwatch, &document.scale.idle, SystemTime::now()).await
+                to_answer(&idle::check_idle(&cloudwatch, &document.scale.idle, SystemTime::now()).await?)
             }
             ScaleRequest::Restop(request) => {
                 let document = ScaleDocument::from_value(request.config)?;
                 let event = restop::parse_event(request.event)?;
-                restop_database(&self.clients(&document), &document, &event).await
+                to_answer(&restop_database(&self.clients(&document), &document, &event).await?)
             }
         }
     }
@@ -218,7 +337,7 @@ async fn find(clients: &Clients, document: &ScaleDocument, kinds: &[Kind]) -> Re
 
 /// Puts every selected resource to sleep: services, groups and instances first,
 /// databases after them.
-pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Value> {
+pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Report> {
     let resources = find(clients, document, ALL_KINDS).await?;
     let now = tags::now_rfc3339();
     // Every plan first: a config that cannot be honoured fails before any call.
@@ -229,17 +348,18 @@ pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Value>
     let (databases, others): (Vec<_>, Vec<_>) = plans.into_iter().partition(|(r, _)| r.kind.is_database());
     let mut entries = carry_out(clients, others, document.scale.concurrency).await;
     entries.extend(carry_out(clients, databases, document.scale.concurrency).await);
-    report("sleep", None, document, entries)
+    report("sleep", document, entries).map(|(report, _)| report)
 }
 
 /// Wakes the resources of `phase`.
-pub async fn wake(clients: &Clients, document: &ScaleDocument, phase: Phase) -> Result<Value> {
+pub async fn wake(clients: &Clients, document: &ScaleDocument, phase: Phase) -> Result<WakeReport> {
     let resources = find(clients, document, phase.kinds()).await?;
     let (databases, others): (Vec<_>, Vec<_>) =
         resources.iter().map(|r| (r, plan_wake(r))).partition(|(r, _)| r.kind.is_database());
     let mut entries = carry_out(clients, databases, document.scale.concurrency).await;
     entries.extend(carry_out(clients, others, document.scale.concurrency).await);
-    report("wake", Some(phase), document, entries)
+    let (report, databases_available) = report("wake", document, entries)?;
+    Ok(WakeReport { report, phase, databases_available })
 }
 
 /// Makes every plan's calls, `concurrency` resources at a time; a failed
@@ -270,12 +390,13 @@ async fn carry_out(
         .await
 }
 
+/// The report of `action` over every resource's result, and whether every
+/// database is available; the first error (terminal ones first) when any failed.
 fn report(
     action: &str,
-    phase: Option<Phase>,
     document: &ScaleDocument,
     results: Vec<(Entry, Option<Error>)>,
-) -> Result<Value> {
+) -> Result<(Report, bool)> {
     let mut entries: Vec<Entry> = Vec::with_capacity(results.len());
     let mut errors: Vec<(String, Error)> = Vec::new();
     for (entry, error) in results {
@@ -285,9 +406,9 @@ fn report(
         entries.push(entry);
     }
     entries.sort_by(|a, b| (a.kind, &a.id).cmp(&(b.kind, &b.id)));
-    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for entry in &entries {
-        *counts.entry(entry.outcome.as_str()).or_default() += 1;
+        *counts.entry(entry.outcome.as_str().to_owned()).or_default() += 1;
     }
     let settled = entries.iter().all(|e| e.settled);
     // Available when observed and left so: a database just started is not yet.
@@ -317,57 +438,60 @@ fn report(
         Outcome::InProgress | Outcome::Failed => Condition::Changing,
         Outcome::Skipped => Condition::Skipped,
     }));
-    let mut out = json!({
-        "action": action,
-        "environment": document.environment,
-        "state": state,
-        "settled": settled,
-        "counts": counts,
-        "resources": entries,
-    });
-    if let Some(phase) = phase {
-        out["phase"] = json!(phase.as_str());
-        out["databases_available"] = json!(databases_available);
-    }
-    Ok(out)
+    let (resources, resources_left_out) = most_telling(entries, outcome_rank);
+    let report = Report {
+        action: action.to_owned(),
+        environment: document.environment.clone(),
+        state: state.to_owned(),
+        settled,
+        counts,
+        resources,
+        resources_left_out,
+    };
+    Ok((report, databases_available))
 }
 
 /// Asleep, awake or mixed, per resource and for the environment.
-pub async fn status(clients: &Clients, document: &ScaleDocument) -> Result<Value> {
+pub async fn status(clients: &Clients, document: &ScaleDocument) -> Result<StatusReport> {
     let resources = find(clients, document, ALL_KINDS).await?;
     Ok(status_report(document, &resources))
 }
 
 /// The `status` answer for observed resources.
-pub fn status_report(document: &ScaleDocument, resources: &[Resource]) -> Value {
+pub fn status_report(document: &ScaleDocument, resources: &[Resource]) -> StatusReport {
     let mut rows = Vec::with_capacity(resources.len());
     let (mut databases_available, mut services_stable) = (true, true);
     let mut conditions = Vec::with_capacity(resources.len());
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     for resource in resources {
         let (state, ready) = condition(resource);
         conditions.push(state);
+        *counts.entry(condition_name(state)).or_default() += 1;
         let counted = !matches!(state, Condition::Off | Condition::Skipped);
         if resource.kind.is_database() {
             databases_available &= ready || !counted || state == Condition::Asleep;
         } else {
             services_stable &= ready || !counted || state == Condition::Asleep;
         }
-        rows.push(json!({
-            "kind": resource.kind,
-            "id": resource.id,
-            "state": state,
-            "detail": detail(resource),
-        }));
+        rows.push(StatusRow {
+            kind: resource.kind,
+            id: resource.id.clone(),
+            state,
+            detail: detail(resource),
+        });
     }
-    rows.sort_by(|a, b| (a["kind"].as_str(), a["id"].as_str()).cmp(&(b["kind"].as_str(), b["id"].as_str())));
-    json!({
-        "action": "status",
-        "environment": document.environment,
-        "state": environment_state(conditions),
-        "databases_available": databases_available,
-        "services_stable": services_stable,
-        "resources": rows,
-    })
+    rows.sort_by(|a, b| (a.kind.as_str(), &a.id).cmp(&(b.kind.as_str(), &b.id)));
+    let (resources, resources_left_out) = most_telling(rows, condition_rank);
+    StatusReport {
+        action: "status".to_owned(),
+        environment: document.environment.clone(),
+        state: environment_state(conditions).to_owned(),
+        databases_available,
+        services_stable,
+        counts,
+        resources,
+        resources_left_out,
+    }
 }
 
 fn detail(resource: &Resource) -> Value {
@@ -410,7 +534,7 @@ pub async fn restop_database(
     clients: &Clients,
     document: &ScaleDocument,
     event: &restop::RdsEvent,
-) -> Result<Value> {
+) -> Result<RestopAnswer> {
     let Some((kind, identifier)) = restop::restarted_database(event) else {
         let id = event.detail.as_ref().map(|d| d.event_id.as_str()).unwrap_or("(no detail)");
         return Ok(restop::ignored(None, &format!("event {id} is not a restart after 7 days stopped")));
@@ -420,16 +544,84 @@ pub async fn restop_database(
     let resources = discover::describe_all(clients, &selection).await?;
     let database = resources.iter().find(|r| r.kind == kind && r.id == identifier);
     if let Some(answer) = restop::decide(database, &document.tag) {
-        tracing::info!(database = identifier, outcome = %answer["outcome"], "restop");
+        tracing::info!(database = identifier, outcome = ?answer.outcome, "restop");
         return Ok(answer);
     }
     let database = database.expect("decide answers for a missing database");
     apply::apply(clients, database, &model::Change::StopDatabase).await?;
     tracing::info!(database = identifier, "stopped again after AWS restarted it");
-    Ok(json!({
-        "outcome": "stopped", "done": true,
-        "database": {"kind": kind, "identifier": identifier},
-        "status": "stopping",
-        "reason": "started by AWS after 7 days stopped while staging sleeps: stopped again",
-    }))
+    Ok(RestopAnswer {
+        outcome: RestopOutcome::Stopped,
+        done: true,
+        database: Some(RestopDatabase { kind, identifier: identifier.to_owned() }),
+        status: Some("stopping".into()),
+        reason: "started by AWS after 7 days stopped while staging sleeps: stopped again".into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use understudy_shared::tags;
+
+    use super::*;
+    use crate::model::State;
+
+    #[test]
+    fn every_action_has_an_answer_schema() {
+        for action in ACTIONS {
+            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
+        }
+    }
+
+    fn service(n: usize) -> Resource {
+        Resource {
+            kind: Kind::EcsService,
+            id: format!("staging-cluster-{}/service-with-a-long-name-{n:05}", n % 4),
+            arn: format!("arn:aws:ecs:us-east-1:123456789012:service/staging/service-{n:05}"),
+            tags: vec![
+                ("understudy:environment".into(), "staging".into()),
+                (tags::SLEEP_STATE.into(), "asleep".into()),
+                (tags::SLEEP_SINCE.into(), "2026-11-22T20:00:00Z".into()),
+                (tags::SLEEP_DESIRED.into(), "3".into()),
+            ],
+            state: State::Scalable {
+                desired: 0,
+                running: 0,
+                pending: i32::from(n % 500 == 0),
+                range: Some(model::Range { min: 0, max: 0 }),
+            },
+        }
+    }
+
+    #[test]
+    fn answers_for_2000_resources_stay_small_and_list_what_needs_attention() {
+        let document = ScaleDocument::from_value(json!({})).unwrap();
+        let resources: Vec<Resource> = (0..2000).map(service).collect();
+        let results = resources
+            .iter()
+            .map(|r| {
+                let mut entry = plan_sleep(r, &document.scale, "2026-11-22T20:00:00Z").unwrap().entry;
+                if r.id.ends_with("01234") {
+                    entry.outcome = Outcome::ChangedWhileAsleep;
+                    entry.reason = Some("scaled by hand while asleep".into());
+                }
+                (entry, None)
+            })
+            .collect();
+        let (report, _) = report("sleep", &document, results).unwrap();
+        let bytes = serde_json::to_vec(&report).unwrap().len();
+        assert!(bytes < 64 * 1024, "sleep answer of {bytes} bytes");
+        assert_eq!((report.resources.len(), report.resources_left_out), (MAX_LISTED, 1900));
+        assert_eq!(report.counts.values().sum::<usize>(), 2000, "{:?}", report.counts);
+        assert!(report.resources.iter().any(|e| e.outcome == Outcome::ChangedWhileAsleep), "kept first");
+        assert!(report.resources.windows(2).all(|w| (w[0].kind, &w[0].id) <= (w[1].kind, &w[1].id)));
+
+        let status = status_report(&document, &resources);
+        let bytes = serde_json::to_vec(&status).unwrap().len();
+        assert!(bytes < 64 * 1024, "status answer of {bytes} bytes");
+        assert_eq!((status.resources.len(), status.resources_left_out), (MAX_LISTED, 1900));
+        assert_eq!(status.counts.values().sum::<usize>(), 2000, "{:?}", status.counts);
+        let changing = status.resources.iter().filter(|r| r.state == Condition::Changing).count();
+        assert_eq!(changing, 4, "every changing resource is listed");
+    }
 }

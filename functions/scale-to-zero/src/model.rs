@@ -8,6 +8,7 @@
 //! scaled back up. An interrupted sleep or wake therefore converges when run
 //! again, and a remembered count is never overwritten with 0.
 
+use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{json, Value};
 use understudy_shared::scale::{AuroraSleep, ScaleSettings};
@@ -15,7 +16,7 @@ use understudy_shared::tags::{self, tag_value, TagList};
 use understudy_shared::{Error, Result};
 
 /// The kinds of resource understudy puts to sleep.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// An ECS service (`cluster/service`).
@@ -159,7 +160,7 @@ pub enum Change {
 }
 
 /// What happened to a resource, as reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// Put to sleep now.
@@ -197,7 +198,7 @@ impl Outcome {
 }
 
 /// One line of a sleep or wake report.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct Entry {
     /// Resource kind.
     pub kind: Kind,
@@ -897,7 +898,7 @@ fn wake_machine(resource: &Resource, memory: &Memory, state: &str) -> Plan {
 }
 
 /// A resource's state as `status` reports it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Condition {
     /// Put to sleep by understudy and at zero / stopped.

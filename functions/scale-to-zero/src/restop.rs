@@ -5,8 +5,9 @@
 //! database cannot be stopped while `starting`); otherwise it is left alone.
 
 use aws_lambda_events::event::cloudwatch_events::CloudWatchEvent;
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use understudy_shared::request::parse_under;
 use understudy_shared::Result;
 
@@ -41,6 +42,44 @@ pub const INSTANCE_RESTARTED: &str = "RDS-EVENT-0154";
 /// The cluster event: started after 7 days stopped.
 pub const CLUSTER_RESTARTED: &str = "RDS-EVENT-0153";
 
+/// What `restop` answers.
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
+pub struct RestopAnswer {
+    /// What was done.
+    pub outcome: RestopOutcome,
+    /// False while the database is waited for (it cannot be stopped yet).
+    pub done: bool,
+    /// The database; null when the event names none that exists.
+    pub database: Option<RestopDatabase>,
+    /// Its status as observed (`stopping` once stopped again); null when ignored.
+    pub status: Option<String>,
+    /// Why.
+    pub reason: String,
+}
+
+/// What `restop` did about an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestopOutcome {
+    /// Not understudy's to stop, or not a 7-day restart.
+    Ignored,
+    /// Already stopped or stopping.
+    AlreadyStopped,
+    /// Not available yet: call again later.
+    Waiting,
+    /// Stopped again now.
+    Stopped,
+}
+
+/// The database an event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct RestopDatabase {
+    /// `db-instance` or `db-cluster`.
+    pub kind: Kind,
+    /// Its identifier.
+    pub identifier: String,
+}
+
 /// Parses `event`, naming the bad field as `event.<path>`.
 pub fn parse_event(event: Value) -> Result<RdsEvent> {
     parse_under("event", event)
@@ -62,11 +101,11 @@ pub fn restarted_database(event: &RdsEvent) -> Option<(Kind, &str)> {
 pub fn decide(
     database: Option<&Resource>,
     staging: &understudy_shared::config::TagSelector,
-) -> Option<Value> {
+) -> Option<RestopAnswer> {
     let Some(database) = database else {
         return Some(ignored(None, "the database no longer exists"));
     };
-    let reference = json!({"kind": database.kind, "identifier": database.id});
+    let reference = RestopDatabase { kind: database.kind, identifier: database.id.clone() };
     if understudy_shared::guard::ensure_staging(&database.id, &database.tags, staging).is_err() {
         return Some(ignored(
             Some(reference),
@@ -87,26 +126,45 @@ pub fn decide(
     };
     match status.as_str() {
         "available" => None,
-        "stopped" | "stopping" => Some(json!({
-            "outcome": "already-stopped", "done": true, "database": reference, "status": status,
-            "reason": "already stopped or stopping",
-        })),
-        other => Some(json!({
-            "outcome": "waiting", "done": false, "database": reference, "status": other,
-            "reason": format!("cannot be stopped while `{other}`: waiting until it is available"),
-        })),
+        "stopped" | "stopping" => Some(RestopAnswer {
+            outcome: RestopOutcome::AlreadyStopped,
+            done: true,
+            database: Some(reference),
+            status: Some(status.clone()),
+            reason: "already stopped or stopping".into(),
+        }),
+        other => Some(RestopAnswer {
+            outcome: RestopOutcome::Waiting,
+            done: false,
+            database: Some(reference),
+            status: Some(other.to_owned()),
+            reason: format!("cannot be stopped while `{other}`: waiting until it is available"),
+        }),
     }
 }
 
 /// The report of an event that is not acted on.
-pub fn ignored(database: Option<Value>, reason: &str) -> Value {
-    json!({"outcome": "ignored", "done": true, "database": database, "status": null, "reason": reason})
+pub fn ignored(database: Option<RestopDatabase>, reason: &str) -> RestopAnswer {
+    RestopAnswer {
+        outcome: RestopOutcome::Ignored,
+        done: true,
+        database,
+        status: None,
+        reason: reason.into(),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use serde_json::json;
     use understudy_shared::config::TagSelector;
+
+    use super::*;
+
+    /// `decide`'s answer as the state machine sees it.
+    fn decide(database: Option<&Resource>, staging: &TagSelector) -> Option<Value> {
+        super::decide(database, staging).map(|answer| serde_json::to_value(answer).unwrap())
+    }
 
     fn event(id: &str, source: &str) -> Value {
         json!({

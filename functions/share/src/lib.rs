@@ -15,8 +15,10 @@
 //! - `cleanup`: revokes the share and deletes this run's intermediate copy.
 
 use aws_sdk_kms::types::KeyManagerType;
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use understudy_shared::answer::{schema_of, to_answer};
 use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
 use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
@@ -62,6 +64,19 @@ pub enum Request {
     Cleanup(ShareRequest),
 }
 
+/// Every action, in the order the module doc lists them.
+pub const ACTIONS: &[&str] = &["share", "status", "cleanup"];
+
+/// The schema of each action's answer, for the state machines' contract test.
+pub fn answer_schema(action: &str) -> Option<Schema> {
+    Some(match action {
+        "share" => schema_of::<Shared>(),
+        "status" => schema_of::<SnapshotStatus>(),
+        "cleanup" => schema_of::<CleanedUp>(),
+        _ => return None,
+    })
+}
+
 impl Request {
     /// Parses a payload; errors name the offending field.
     pub fn parse(payload: Value) -> Result<Self> {
@@ -70,13 +85,13 @@ impl Request {
             "share" => request.fields().map(Self::Share),
             "status" => request.fields().map(Self::Status),
             "cleanup" => request.fields().map(Self::Cleanup),
-            _ => Err(request.unknown_action(&["share", "status", "cleanup"])),
+            _ => Err(request.unknown_action(ACTIONS)),
         }
     }
 }
 
 /// What `share` answers.
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, PartialEq, Eq, JsonSchema)]
 pub struct Shared {
     /// Cluster or instance snapshot.
     pub kind: DatabaseKind,
@@ -92,8 +107,9 @@ pub struct Shared {
     pub status: String,
 }
 
-/// What `cleanup` answers.
-#[derive(Debug, Serialize, Default)]
+/// What `cleanup` answers. Each list holds at most two identifiers (the
+/// snapshot and this run's re-encrypted copy of it).
+#[derive(Debug, Serialize, Default, JsonSchema)]
 pub struct CleanedUp {
     /// Snapshots whose share with staging was revoked.
     pub revoked: Vec<String>,
@@ -117,12 +133,11 @@ impl ShareFunction {
 
     /// Handles one invocation.
     pub async fn handle(&self, payload: Value) -> Result<Value> {
-        let answer = match Request::parse(payload)? {
-            Request::Share(request) => serde_json::to_value(self.share(request).await?),
-            Request::Status(request) => serde_json::to_value(self.status(request).await?),
-            Request::Cleanup(request) => serde_json::to_value(self.cleanup(request).await?),
-        };
-        Ok(answer.expect("answers serialize"))
+        match Request::parse(payload)? {
+            Request::Share(request) => to_answer(&self.share(request).await?),
+            Request::Status(request) => to_answer(&self.status(request).await?),
+            Request::Cleanup(request) => to_answer(&self.cleanup(request).await?),
+        }
     }
 
     async fn production(&self, config: &EnvironmentConfig) -> Result<aws_config::SdkConfig> {
@@ -303,6 +318,13 @@ fn shared(kind: DatabaseKind, snapshot: &SnapshotSummary, shared: bool, copied: 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_action_has_an_answer_schema() {
+        for action in ACTIONS {
+            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
+        }
+    }
 
     #[test]
     fn the_share_copy_name_fits_63_characters() {

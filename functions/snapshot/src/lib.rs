@@ -12,8 +12,10 @@
 mod naming;
 mod prune;
 
+use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
+use understudy_shared::answer::{bounded, schema_of, to_answer};
 use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseKind, EnvironmentConfig, Validated};
 use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
@@ -78,6 +80,20 @@ pub enum SnapshotRequest {
     Prune(PruneRequest),
 }
 
+/// Every action, in the order the module doc lists them.
+pub const ACTIONS: &[&str] = &["validate", "create", "status", "prune"];
+
+/// The schema of each action's answer, for the state machines' contract test.
+pub fn answer_schema(action: &str) -> Option<Schema> {
+    Some(match action {
+        "validate" => schema_of::<Validated<EnvironmentConfig>>(),
+        "create" => schema_of::<CreatedSnapshot>(),
+        "status" => schema_of::<SnapshotStatus>(),
+        "prune" => schema_of::<Pruned>(),
+        _ => return None,
+    })
+}
+
 impl SnapshotRequest {
     /// Parses a payload; errors name the offending field.
     pub fn parse(payload: Value) -> Result<Self> {
@@ -87,13 +103,13 @@ impl SnapshotRequest {
             "create" => request.fields().map(Self::Create),
             "status" => request.fields().map(Self::Status),
             "prune" => request.fields().map(Self::Prune),
-            _ => Err(request.unknown_action(&["validate", "create", "status", "prune"])),
+            _ => Err(request.unknown_action(ACTIONS)),
         }
     }
 }
 
 /// What `create` returns: enough for `status`, `share` and the execution's output.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, JsonSchema)]
 pub struct CreatedSnapshot {
     /// Cluster or instance snapshot.
     pub kind: DatabaseKind,
@@ -112,6 +128,20 @@ pub struct CreatedSnapshot {
 /// The machines whose `validate` this function runs: their waits must fit their history.
 const VALIDATED_MACHINES: &[&str] = &["snapshot", "refresh"];
 
+/// What `prune` answers: at most [`MAX_LISTED`](understudy_shared::answer::MAX_LISTED)
+/// identifiers per list, newest first, with a count of those left out.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Pruned {
+    /// Snapshots kept.
+    pub kept: Vec<String>,
+    /// Kept snapshots not listed.
+    pub kept_left_out: usize,
+    /// Snapshots deleted.
+    pub deleted: Vec<String>,
+    /// Deleted snapshots not listed.
+    pub deleted_left_out: usize,
+}
+
 impl SnapshotFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
@@ -124,11 +154,11 @@ impl SnapshotFunction {
             SnapshotRequest::Validate(request) => {
                 let config = EnvironmentConfig::from_value(request.config)?;
                 let poll = config.poll.clone();
-                to_json(Validated::new(config, &poll, VALIDATED_MACHINES)?)
+                to_answer(&Validated::new(config, &poll, VALIDATED_MACHINES)?)
             }
-            SnapshotRequest::Create(request) => to_json(self.create(request).await?),
-            SnapshotRequest::Status(request) => to_json(self.status(request).await?),
-            SnapshotRequest::Prune(request) => self.prune(request).await,
+            SnapshotRequest::Create(request) => to_answer(&self.create(request).await?),
+            SnapshotRequest::Status(request) => to_answer(&self.status(request).await?),
+            SnapshotRequest::Prune(request) => to_answer(&self.prune(request).await?),
         }
     }
 
@@ -178,7 +208,7 @@ impl SnapshotFunction {
         snapshots.status(&request.snapshot.identifier).await
     }
 
-    async fn prune(&self, request: PruneRequest) -> Result<Value> {
+    async fn prune(&self, request: PruneRequest) -> Result<Pruned> {
         let config = EnvironmentConfig::from_value(request.config)?;
         let database = config.require_database()?;
         let snapshots = self.snapshots(&config, database.kind).await?;
@@ -196,13 +226,10 @@ impl SnapshotFunction {
             tracing::info!(snapshot = %snapshot.identifier, "pruned snapshot");
             deleted.push(snapshot.identifier.clone());
         }
-        let kept: Vec<_> = kept.iter().map(|s| s.identifier.clone()).collect();
-        Ok(json!({ "kept": kept, "deleted": deleted }))
+        let (kept, kept_left_out) = bounded(kept.iter().map(|s| s.identifier.clone()).collect());
+        let (deleted, deleted_left_out) = bounded(deleted);
+        Ok(Pruned { kept, kept_left_out, deleted, deleted_left_out })
     }
-}
-
-fn to_json(value: impl Serialize) -> Result<Value> {
-    Ok(serde_json::to_value(value).expect("responses serialize"))
 }
 
 fn created_snapshot(kind: DatabaseKind, snapshot: SnapshotSummary, created: bool) -> CreatedSnapshot {
@@ -239,5 +266,18 @@ fn ensure_made_by_this_run(snapshot: &SnapshotSummary, source: &str, run_id: &st
             "snapshot `{}` already exists and was not made by run `{run_id}` from `{source}`; it is left untouched",
             snapshot.identifier
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_action_has_an_answer_schema() {
+        for action in ACTIONS {
+            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
+        }
+        assert!(answer_schema("explode").is_none());
     }
 }
