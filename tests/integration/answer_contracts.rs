@@ -631,3 +631,28 @@ fn reads_through_the_state_data_are_checked_in_every_scope() {
         "inside a Map processor: {found:#?}"
     );
 }
+
+/// A function's `answer_schema`.
+type SchemaOf = fn(&str) -> Option<Schema>;
+
+/// Each function's action list and its answer schemas: no action without one.
+#[test]
+fn every_action_of_every_function_has_an_answer_schema() {
+    let functions: [(&str, &[&str], SchemaOf); 5] = [
+        ("snapshot", snapshot::ACTIONS, snapshot::answer_schema),
+        ("share", share::ACTIONS, share::answer_schema),
+        ("restore", restore::ACTIONS, restore::answer_schema),
+        ("mirror", mirror::ACTIONS, mirror::answer_schema),
+        ("scale-to-zero", scale_to_zero::ACTIONS, scale_to_zero::answer_schema),
+    ];
+    for (function, actions, schema) in functions {
+        for action in actions {
+            assert!(schema(action).is_some(), "{function}: `{action}` has no answer schema");
+        }
+        assert!(schema("explode").is_none(), "{function}: an unknown action has no schema");
+    }
+    assert!(
+        restore::status_answer_schema("snapshot").is_some()
+            && restore::status_answer_schema("database").is_some()
+    );
+}

@@ -912,16 +912,3 @@ impl RestoreFunction {
         Ok(Undone { renamed_back, deleted })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_action_has_an_answer_schema() {
-        for action in ACTIONS {
-            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
-        }
-        assert!(status_answer_schema("snapshot").is_some() && status_answer_schema("database").is_some());
-    }
-}

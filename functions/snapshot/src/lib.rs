@@ -268,16 +268,3 @@ fn ensure_made_by_this_run(snapshot: &SnapshotSummary, source: &str, run_id: &st
         )))
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_action_has_an_answer_schema() {
-        for action in ACTIONS {
-            assert!(answer_schema(action).is_some(), "`{action}` has no answer schema");
-        }
-        assert!(answer_schema("explode").is_none());
-    }
-}
