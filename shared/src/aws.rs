@@ -48,6 +48,11 @@ impl AwsContext {
         Self { base, production: Mutex::new(HashMap::new()) }
     }
 
+    /// The functions' own config, as loaded.
+    pub fn base(&self) -> &SdkConfig {
+        &self.base
+    }
+
     /// The functions' own config, in staging's region when the config names one.
     pub fn staging(&self, staging: &StagingAccount) -> SdkConfig {
         with_region(&self.base, staging.region.as_deref())
@@ -106,7 +111,6 @@ pub fn rds_client(config: &SdkConfig) -> aws_sdk_rds::Client {
 
 /// An S3 client for `config`, path-style when an endpoint is set: an emulator on
 /// `127.0.0.1` has no per-bucket host names.
-#[cfg(feature = "s3")]
 pub fn s3_client(config: &SdkConfig) -> aws_sdk_s3::Client {
     let s3_config =
         aws_sdk_s3::config::Builder::from(config).force_path_style(config.endpoint_url().is_some()).build();

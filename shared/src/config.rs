@@ -1,71 +1,138 @@
-//! The environment config document: which production account, role and database
-//! staging mirrors, how staging's resources are tagged, and how often to poll.
+//! The configuration of a run, assembled from three layers (later ones win):
 //!
-//! The deployed stack supplies defaults for every field (SAM parameters become the
-//! state machines' definition substitutions), so a console execution with `{}`
-//! runs. An execution's input is merged over those defaults with
-//! `States.JsonMerge`, which is shallow: each top-level section of the input
-//! (`production`, `database`, `poll`, ...) replaces that whole section. The
-//! first task then validates the merged document and fills in field defaults, so
-//! a partial section such as `{"poll": {}}` still works.
+//! 1. the deployed stack ([`Deployment`]): the trust settings, which no other
+//!    layer can set, and the simple parameters, which make the default document;
+//! 2. the configuration document stored where the stack names it
+//!    (`s3://<ConfigBucket>/config.json`, see [`crate::settings`]), if any;
+//! 3. the execution's input: a small override of *what* to do.
+//!
+//! Layers merge deeply: objects field by field, anything else (lists included)
+//! replaced whole, `null` removing the field so its default applies. So
+//! `{"database": {"target": "x"}}` keeps the deployed subnet group. Unknown
+//! fields are refused, named by their path under `config.` (the document) or
+//! `input.` (the execution input).
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::{Map, Value};
 
+use crate::deployment::{check_no_trust_settings, Deployment};
 use crate::request::parse_under;
-use crate::{tags, Error, Result};
+use crate::{Error, Result};
 
-/// The whole document. Unknown fields are refused, so a typo is an error.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+/// The effective configuration of a run: what the functions act on, and what
+/// `validate` shows (with the external id redacted).
+#[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
 pub struct EnvironmentConfig {
-    /// Name of the environment understudy keeps (used in names and events).
-    #[serde(default = "default_environment")]
+    /// Name of the environment understudy keeps (stack parameter `EnvironmentName`).
     pub environment: String,
-    /// Where production lives and how to reach it.
+    /// Where production lives and how to reach it (stack parameters).
     pub production: ProductionAccount,
-    /// The staging account (the one the functions run in).
-    #[serde(default)]
+    /// The staging account, where the functions run (stack parameters).
     pub staging: StagingAccount,
-    /// The database to snapshot (and, later, restore into staging).
+    /// The tag that marks staging's resources; only those are ever modified (stack parameters).
+    pub tag: TagSelector,
+    /// The database to snapshot and restore into staging.
+    pub database: Option<DatabaseConfig>,
+    /// The bucket pairs this run mirrors: the deployed ones (`MirrorBuckets`), or
+    /// those the input's `buckets` chose, with the document's filters.
+    pub buckets: Vec<BucketMirror>,
+    /// Wait-loop intervals.
+    pub poll: PollIntervals,
+    /// How many of understudy's snapshots to keep.
+    pub retention: Retention,
+    /// What `sleep` and `wake` scale, and how (the scale-to-zero function).
+    pub scale: crate::scale::ScaleSettings,
+    /// The input's `dry_run`: count what the mirror would copy and delete, change nothing.
+    pub dry_run: bool,
+    /// The input's `label`, a note for the run's output and events.
+    pub label: Option<String>,
+}
+
+/// The configuration document, as stored in the stack's bucket: every section
+/// optional, unknown fields refused. The execution input may override any of it
+/// (and choose `buckets`, `dry_run`, `label`); neither may name a trust setting
+/// (`environment`, `production`, `staging`, `tag`).
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "understudy configuration document")]
+pub struct ConfigDocument {
+    /// The production database and its staging counterpart (default: from the
+    /// `Database*` stack parameters, absent without `DatabaseSource`).
     #[serde(default)]
     pub database: Option<DatabaseConfig>,
-    /// Buckets to mirror from production into staging.
+    /// Filters per deployed staging bucket (a target of `MirrorBuckets`).
     #[serde(default)]
-    pub buckets: Vec<BucketMirror>,
-    /// The tag that marks staging's resources; only those are ever modified.
-    #[serde(default)]
-    pub tag: TagSelector,
+    pub mirror: BTreeMap<String, MirrorFilters>,
     /// Wait-loop intervals.
     #[serde(default)]
     pub poll: PollIntervals,
-    /// How many of understudy's snapshots to keep.
+    /// Retention of understudy's snapshots.
     #[serde(default)]
     pub retention: Retention,
-    /// What `sleep` and `wake` scale, and how (the scale-to-zero function).
+    /// What `sleep` and `wake` scale, and how.
     #[serde(default)]
     pub scale: crate::scale::ScaleSettings,
 }
 
+/// The parts of an execution input that are not document overrides.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunOptions {
+    /// Mirror only these of the deployed staging buckets (targets of `MirrorBuckets`); default all.
+    #[serde(default)]
+    pub buckets: Option<Vec<String>>,
+    /// Count what the mirror would copy and delete, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// A note for the run's output and events (at most 256 characters).
+    #[serde(default)]
+    pub label: Option<String>,
+}
+
+impl RunOptions {
+    const FIELDS: &'static [&'static str] = &["buckets", "dry_run", "label"];
+}
+
+/// Which keys of a deployed bucket pair are mirrored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorFilters {
+    /// Only keys (relative to the pair's prefix) matching one of these prefixes or
+    /// globs are mirrored; empty means all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Keys matching one of these are neither copied nor deleted.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+}
+
 /// The production account. Without `role_arn` production is the functions' own
 /// account (a same-account setup) and no role is assumed.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct ProductionAccount {
     /// 12-digit AWS account id.
     pub account_id: String,
     /// Region of the production database; defaults to the functions' region.
-    #[serde(default, deserialize_with = "empty_as_none")]
     pub region: Option<String>,
     /// Role in production that understudy assumes (`arn:aws:iam::<account_id>:role/...`).
-    #[serde(default, deserialize_with = "empty_as_none")]
     pub role_arn: Option<String>,
-    /// The external id the role's trust policy requires. Never logged.
-    #[serde(default, deserialize_with = "empty_as_none")]
+    /// The external id the role's trust policy requires. Never logged, shown as `<redacted>`.
+    #[serde(serialize_with = "redacted")]
     pub external_id: Option<String>,
+}
+
+/// What an answer or a log shows for a secret.
+pub const REDACTED: &str = "<redacted>";
+
+fn redacted<S: Serializer>(value: &Option<String>, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    match value {
+        Some(_) => serializer.serialize_str(REDACTED),
+        None => serializer.serialize_none(),
+    }
 }
 
 impl fmt::Debug for ProductionAccount {
@@ -74,20 +141,17 @@ impl fmt::Debug for ProductionAccount {
             .field("account_id", &self.account_id)
             .field("region", &self.region)
             .field("role_arn", &self.role_arn)
-            .field("external_id", &self.external_id.as_ref().map(|_| "<redacted>"))
+            .field("external_id", &self.external_id.as_ref().map(|_| REDACTED))
             .finish()
     }
 }
 
 /// The staging account, where the functions run.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, JsonSchema)]
 pub struct StagingAccount {
-    /// 12-digit AWS account id.
-    #[serde(default, deserialize_with = "empty_as_none")]
-    pub account_id: Option<String>,
+    /// 12-digit AWS account id (the stack's own unless `StagingAccountId` names another).
+    pub account_id: String,
     /// Region of staging's resources; defaults to the functions' region.
-    #[serde(default, deserialize_with = "empty_as_none")]
     pub region: Option<String>,
 }
 
@@ -253,7 +317,7 @@ pub struct RetireSettings {
     pub disable_deletion_protection: bool,
 }
 
-/// One production bucket (and prefix) mirrored into a staging bucket.
+/// One bucket pair of a run, with its filters: the mirror's unit of work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BucketMirror {
@@ -278,18 +342,10 @@ pub struct BucketMirror {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TagSelector {
-    /// Tag key, default `understudy:environment`.
-    #[serde(default = "default_tag_key")]
+    /// Tag key (stack parameter `StagingTagKey`).
     pub key: String,
-    /// Tag value, default `staging`.
-    #[serde(default = "default_environment")]
+    /// Tag value (stack parameter `StagingTagValue`).
     pub value: String,
-}
-
-impl Default for TagSelector {
-    fn default() -> Self {
-        Self { key: default_tag_key(), value: default_environment() }
-    }
 }
 
 /// How the state machines' wait loops poll (see [`crate::poll`]): each waits
@@ -440,12 +496,6 @@ pub(crate) fn list_or_comma_separated<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-pub(crate) fn default_environment() -> String {
-    "staging".into()
-}
-fn default_tag_key() -> String {
-    tags::ENVIRONMENT.into()
-}
 pub(crate) fn default_snapshot_poll() -> u32 {
     30
 }
@@ -469,38 +519,70 @@ fn default_keep() -> u32 {
 }
 
 impl EnvironmentConfig {
-    /// Parses and checks a config document; errors name the field as
-    /// `config.<path>`.
-    pub fn from_value(value: Value) -> Result<Self> {
-        let config: Self = parse_under("config", value)?;
-        config.check()?;
-        Ok(config)
-    }
-
-    /// Checks what types alone cannot: account id shapes, that the role lives in
-    /// the production account, identifiers, intervals.
-    pub fn check(&self) -> Result<()> {
-        check_account_id("config.production.account_id", &self.production.account_id)?;
-        if let Some(account) = &self.staging.account_id {
-            check_account_id("config.staging.account_id", account)?;
+    /// The configuration of a run: `deployment`'s trust settings, and its simple
+    /// parameters with the `stored` document and the execution `input` merged
+    /// over them (see the module doc). The input is checked first, so an input
+    /// that names a trust setting fails before anything else is looked at.
+    pub fn assemble(deployment: &Deployment, stored: Option<&Value>, input: &Value) -> Result<Self> {
+        let (overrides, run) = split_input(deployment, input)?;
+        let mut merged = deployment.base_document();
+        if let Some(stored) = stored {
+            if !stored.is_object() {
+                return Err(invalid("config", "the configuration document must be a JSON object".into()));
+            }
+            check_no_trust_settings("config", stored)?;
+            deep_merge(&mut merged, stored.clone());
         }
-        if let Some(role_arn) = &self.production.role_arn {
-            let account = role_arn_account(role_arn).ok_or_else(|| {
-                invalid(
-                    "config.production.role_arn",
-                    format!("`{role_arn}` is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"),
-                )
-            })?;
-            if account != self.production.account_id {
+        deep_merge(&mut merged, overrides.clone());
+        let document: ConfigDocument = parse_layered(merged, &overrides)?;
+        for target in document.mirror.keys() {
+            if deployment.pair(target).is_none() {
                 return Err(invalid(
-                    "config.production.role_arn",
+                    &format!("config.mirror.{target}"),
                     format!(
-                        "the role is in account {account}, but config.production.account_id is {}",
-                        self.production.account_id
+                        "is not a deployed staging bucket (MirrorBuckets targets: {})",
+                        deployment.targets()
                     ),
                 ));
             }
         }
+        let chosen: Vec<&str> = match &run.buckets {
+            Some(targets) => targets.iter().map(String::as_str).collect(),
+            None => deployment.mirror.iter().map(|pair| pair.target.as_str()).collect(),
+        };
+        let buckets = chosen
+            .into_iter()
+            .filter_map(|target| deployment.pair(target))
+            .map(|pair| {
+                let filters = document.mirror.get(&pair.target).cloned().unwrap_or_default();
+                BucketMirror {
+                    source: pair.source.clone(),
+                    target: pair.target.clone(),
+                    prefix: pair.prefix.clone(),
+                    include: filters.include,
+                    exclude: filters.exclude,
+                }
+            })
+            .collect();
+        let config = Self {
+            environment: deployment.environment.clone(),
+            production: deployment.production.clone(),
+            staging: deployment.staging.clone(),
+            tag: deployment.tag.clone(),
+            database: document.database,
+            buckets,
+            poll: document.poll,
+            retention: document.retention,
+            scale: document.scale,
+            dry_run: run.dry_run,
+            label: run.label,
+        };
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot: identifiers, intervals, retention.
+    pub fn check(&self) -> Result<()> {
         if let Some(database) = &self.database {
             check_identifier("config.database.source", &database.source)?;
             if let Some(target) = &database.target {
@@ -520,37 +602,148 @@ impl EnvironmentConfig {
 
     /// The database section, or an error naming it when a function needs it.
     pub fn require_database(&self) -> Result<&DatabaseConfig> {
-        self.database.as_ref().ok_or_else(|| invalid("config.database", "is required for this action".into()))
+        self.database.as_ref().ok_or_else(|| {
+            invalid(
+                "config.database",
+                "is required for this action (stack parameter DatabaseSource, or the document's database section)"
+                    .into(),
+            )
+        })
+    }
+
+    /// Whether production is another account than staging.
+    pub fn cross_account(&self) -> bool {
+        self.production.account_id != self.staging.account_id
     }
 }
 
-/// What `validate` answers: the document with every field default filled in,
-/// and the wait plan of every poll loop kind (`$.waits` in the machines).
+/// Checks an execution input and splits it into its document overrides and its
+/// [`RunOptions`]; needs no AWS call, so a bad input fails before any.
+pub fn split_input(deployment: &Deployment, input: &Value) -> Result<(Value, RunOptions)> {
+    let Value::Object(fields) = input else {
+        return Err(invalid(
+            "input",
+            "the execution input must be a JSON object (`{}` runs with the deployed configuration)".into(),
+        ));
+    };
+    check_no_trust_settings("input", input)?;
+    if let Some(Value::Array(entries)) = fields.get("buckets") {
+        for (index, entry) in entries.iter().enumerate() {
+            if let Value::Object(entry) = entry {
+                let field = ["target", "source", "prefix"]
+                    .into_iter()
+                    .find(|f| entry.contains_key(*f))
+                    .unwrap_or("target");
+                return Err(invalid(
+                    &format!("input.buckets[{index}].{field}"),
+                    format!(
+                        "the mirror's bucket pairs are trust settings, fixed by the deployed stack (parameter MirrorBuckets); \
+                         name deployed staging buckets to choose among them: {}",
+                        deployment.targets()
+                    ),
+                ));
+            }
+        }
+    }
+    let (run, overrides): (Map<String, Value>, Map<String, Value>) =
+        fields.clone().into_iter().partition(|(key, _)| RunOptions::FIELDS.contains(&key.as_str()));
+    let run: RunOptions = parse_under("input", Value::Object(run))?;
+    if let Some(targets) = &run.buckets {
+        for (index, target) in targets.iter().enumerate() {
+            if deployment.pair(target).is_none() {
+                return Err(invalid(
+                    &format!("input.buckets[{index}]"),
+                    format!(
+                        "`{target}` is not a deployed staging bucket (MirrorBuckets targets: {})",
+                        deployment.targets()
+                    ),
+                ));
+            }
+        }
+    }
+    if run.label.as_ref().is_some_and(|label| label.chars().count() > 256) {
+        return Err(invalid("input.label", "must be at most 256 characters".into()));
+    }
+    Ok((Value::Object(overrides), run))
+}
+
+/// Merges `over` into `base`: objects field by field, anything else replaced
+/// whole; a `null` removes the field.
+pub fn deep_merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                if value.is_null() {
+                    base.remove(&key);
+                } else if let Some(existing) = base.get_mut(&key) {
+                    deep_merge(existing, value);
+                } else {
+                    base.insert(key, value);
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+/// Parses the merged document; an error names its field under `input.` when the
+/// input set it, under `config.` otherwise.
+fn parse_layered(merged: Value, overrides: &Value) -> Result<ConfigDocument> {
+    serde_path_to_error::deserialize(merged).map_err(|err| {
+        let segments: Vec<String> = err
+            .path()
+            .iter()
+            .filter_map(|segment| match segment {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let path = err.path().to_string();
+        let root = if has_path(overrides, &segments) { "input" } else { "config" };
+        let inner = err.into_inner();
+        if path == "." {
+            Error::InvalidInput(format!("invalid input at `{root}`: {inner}"))
+        } else {
+            Error::InvalidInput(format!("invalid input at `{root}.{path}`: {inner}"))
+        }
+    })
+}
+
+/// Whether `value` has the object keys `segments` (array indices skipped).
+fn has_path(value: &Value, segments: &[String]) -> bool {
+    let mut current = vec![value];
+    for segment in segments {
+        current = current
+            .into_iter()
+            .flat_map(|v| match v {
+                Value::Array(items) => items.iter().collect::<Vec<_>>(),
+                other => vec![other],
+            })
+            .filter_map(|v| v.get(segment))
+            .collect();
+        if current.is_empty() {
+            return false;
+        }
+    }
+    true
+}
+
+/// What `validate` answers: the effective configuration (external id redacted),
+/// the wait plan of every poll loop kind, and which document it came from.
 #[derive(Clone, Debug, PartialEq, Serialize, JsonSchema)]
-pub struct Validated<C> {
-    /// The checked document.
-    pub config: C,
+pub struct Validated {
+    /// The effective configuration.
+    pub config: EnvironmentConfig,
     /// How each kind of poll loop waits and when it gives up.
     pub waits: crate::poll::WaitPlans,
-}
-
-impl<C> Validated<C> {
-    /// `config` with the plans of `poll`, checked against the history of each of `machines`.
-    pub fn new(config: C, poll: &PollIntervals, machines: &[&str]) -> Result<Self> {
-        Ok(Self { waits: poll.plans(machines)?, config })
-    }
+    /// The stored document's version (`stack-parameters` when none is stored).
+    pub version: String,
+    /// Where the document is stored (`s3://...`), or null without a `ConfigBucket`.
+    pub document: Option<String>,
 }
 
 pub(crate) fn invalid(path: &str, message: String) -> Error {
     Error::InvalidInput(format!("invalid input at `{path}`: {message}"))
-}
-
-fn check_account_id(path: &str, account: &str) -> Result<()> {
-    if account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()) {
-        Ok(())
-    } else {
-        Err(invalid(path, format!("`{account}` is not a 12-digit AWS account id")))
-    }
 }
 
 /// RDS identifiers: 1–63 letters, digits or hyphens, starting with a letter, no
@@ -573,7 +766,7 @@ fn check_identifier(path: &str, identifier: &str) -> Result<()> {
 }
 
 /// The account id of `arn:aws:iam::<account>:role/<name>` (any partition).
-fn role_arn_account(arn: &str) -> Option<&str> {
+pub(crate) fn role_arn_account(arn: &str) -> Option<&str> {
     let mut parts = arn.splitn(6, ':');
     let (arn_literal, _partition, service, _region, account, resource) =
         (parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?, parts.next()?);
@@ -583,98 +776,135 @@ fn role_arn_account(arn: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::deployment::tests::deployment;
     use serde_json::json;
 
-    fn minimal() -> Value {
+    fn stored() -> Value {
         json!({
-            "production": {
-                "account_id": "111111111111",
-                "role_arn": "arn:aws:iam::111111111111:role/understudy-production",
-                "external_id": "s3cr3t"
+            "database": {
+                "kind": "cluster",
+                "source": "prod-aurora",
+                "restore": {"subnet_group": "staging-db", "security_group_ids": ["sg-1"]},
+                "password": {"managed": true}
             },
-            "database": {"kind": "cluster", "source": "prod-aurora"}
+            "mirror": {"staging-media": {"exclude": ["tmp/"]}}
         })
     }
 
-    fn error_of(value: Value) -> String {
-        EnvironmentConfig::from_value(value).unwrap_err().to_string()
+    fn assemble(input: Value) -> Result<EnvironmentConfig> {
+        EnvironmentConfig::assemble(&deployment(), Some(&stored()), &input)
+    }
+
+    fn error_of(input: Value) -> String {
+        assemble(input).unwrap_err().to_string()
     }
 
     #[test]
-    fn minimal_document_gets_every_default() {
-        let config = EnvironmentConfig::from_value(minimal()).unwrap();
-        assert_eq!(config.environment, "staging");
-        assert_eq!(config.tag, TagSelector { key: "understudy:environment".into(), value: "staging".into() });
-        assert_eq!(config.poll.snapshot_seconds, 30);
+    fn the_layers_merge_deeply() {
+        let config = assemble(json!({"database": {"target": "staging-other"}})).unwrap();
+        let database = config.require_database().unwrap();
+        assert_eq!(database.target.as_deref(), Some("staging-other"), "the input wins");
+        assert_eq!(database.restore.subnet_group.as_deref(), Some("staging-db"), "the document's stays");
+        assert!(database.password.managed);
+        assert_eq!(config.poll.snapshot_seconds, 30, "field defaults fill the rest");
         assert_eq!(config.retention.keep_snapshots, 3);
-        assert_eq!(config.require_database().unwrap().kind, DatabaseKind::Cluster);
+        assert_eq!(config.staging.account_id, "222222222222", "trust settings from the stack");
+        assert_eq!(config.buckets.len(), 2);
+        assert_eq!(config.buckets[0].exclude, ["tmp/"]);
+        assert_eq!(config.buckets[1].prefix, "uploads/");
     }
 
     #[test]
-    fn a_typo_is_refused_naming_the_config_path() {
-        let mut value = minimal();
-        value["database"]["sorce"] = json!("x");
-        let message = error_of(value);
-        assert!(message.contains("`config.database.sorce`"), "{message}");
-    }
-
-    #[test]
-    fn role_in_another_account_than_production_is_refused() {
-        let mut value = minimal();
-        value["production"]["role_arn"] = json!("arn:aws:iam::222222222222:role/x");
-        let message = error_of(value);
-        assert!(
-            message.contains("`config.production.role_arn`") && message.contains("222222222222"),
-            "{message}"
+    fn without_a_document_the_parameters_are_the_configuration() {
+        let config = EnvironmentConfig::assemble(&deployment(), None, &json!({})).unwrap();
+        let database = config.require_database().unwrap();
+        assert_eq!(
+            (database.source.as_str(), database.target.as_deref()),
+            ("prod-aurora", Some("staging-aurora"))
         );
     }
 
     #[test]
+    fn lists_replace_and_null_restores_the_default() {
+        let config =
+            assemble(json!({"database": {"restore": {"security_group_ids": ["sg-2", "sg-3"]}}})).unwrap();
+        assert_eq!(config.require_database().unwrap().restore.security_group_ids, ["sg-2", "sg-3"]);
+        let config = assemble(json!({"database": {"restore": {"subnet_group": null}}})).unwrap();
+        assert_eq!(config.require_database().unwrap().restore.subnet_group, None);
+    }
+
+    #[test]
+    fn a_typo_is_named_under_the_layer_that_made_it() {
+        let message = error_of(json!({"database": {"sorce": "x"}}));
+        assert!(message.contains("`input.database.sorce`"), "{message}");
+        let mut document = stored();
+        document["retention"] = json!({"keep": 2});
+        let message =
+            EnvironmentConfig::assemble(&deployment(), Some(&document), &json!({})).unwrap_err().to_string();
+        assert!(message.contains("`config.retention.keep`"), "{message}");
+        let message = error_of(json!({"colour": "blue"}));
+        assert!(message.contains("`input.colour`"), "{message}");
+    }
+
+    #[test]
+    fn trust_settings_are_refused_in_the_input_and_in_the_document() {
+        for (input, path) in [
+            (json!({"staging": {"account_id": "333333333333"}}), "input.staging.account_id"),
+            (json!({"tag": {"key": "team", "value": "web"}}), "input.tag.key"),
+            (
+                json!({"production": {"role_arn": "arn:aws:iam::333333333333:role/x"}}),
+                "input.production.role_arn",
+            ),
+            (json!({"buckets": [{"source": "prod-media", "target": "evil"}]}), "input.buckets[0].target"),
+            (json!({"buckets": ["evil"]}), "input.buckets[0]"),
+        ] {
+            let message = error_of(input.clone());
+            assert!(message.contains(&format!("`{path}`")), "{input}: {message}");
+        }
+        let mut document = stored();
+        document["production"] = json!({"external_id": "x"});
+        let message =
+            EnvironmentConfig::assemble(&deployment(), Some(&document), &json!({})).unwrap_err().to_string();
+        assert!(message.contains("`config.production.external_id`"), "{message}");
+    }
+
+    #[test]
+    fn the_input_chooses_among_the_deployed_buckets() {
+        let config =
+            assemble(json!({"buckets": ["staging-files"], "dry_run": true, "label": "try"})).unwrap();
+        assert_eq!(config.buckets.len(), 1);
+        assert_eq!(config.buckets[0].source, "prod-files");
+        assert!(config.dry_run);
+        assert_eq!(config.label.as_deref(), Some("try"));
+        let mut document = stored();
+        document["mirror"] = json!({"staging-nope": {}});
+        let message =
+            EnvironmentConfig::assemble(&deployment(), Some(&document), &json!({})).unwrap_err().to_string();
+        assert!(message.contains("`config.mirror.staging-nope`"), "{message}");
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
-        let mut value = minimal();
-        value["production"]["account_id"] = json!("1234");
-        assert!(error_of(value).contains("`config.production.account_id`"));
-        let mut value = minimal();
-        value["database"]["source"] = json!("prod--db");
-        assert!(error_of(value).contains("`config.database.source`"));
-        let mut value = minimal();
-        value["retention"] = json!({"keep_snapshots": 0});
-        assert!(error_of(value).contains("`config.retention.keep_snapshots`"));
-        let mut value = minimal();
-        value["database"]["kind"] = json!("table");
-        assert!(error_of(value).contains("`config.database.kind`"));
+        assert!(error_of(json!({"database": {"source": "prod--db"}})).contains("`config.database.source`"));
+        assert!(error_of(json!({"retention": {"keep_snapshots": 0}}))
+            .contains("`config.retention.keep_snapshots`"));
+        assert!(error_of(json!({"database": {"kind": "table"}})).contains("`input.database.kind`"));
+        assert!(error_of(json!([1])).contains("`input`"));
     }
 
     #[test]
-    fn empty_optional_fields_from_unset_parameters_mean_unset() {
-        let mut value = minimal();
-        value["production"]["role_arn"] = json!("");
-        value["production"]["region"] = json!("");
-        value["staging"] = json!({"account_id": "", "region": ""});
-        value["database"]["target"] = json!("");
-        let config = EnvironmentConfig::from_value(value).unwrap();
-        assert_eq!(config.production.role_arn, None);
-        assert_eq!(config.staging.account_id, None);
-        assert_eq!(config.require_database().unwrap().target, None);
+    fn numbers_may_come_as_strings() {
+        let config = assemble(json!({"poll": {"snapshot_seconds": "5"}})).unwrap();
+        assert_eq!(config.poll.snapshot_seconds, 5);
+        let message = error_of(json!({"poll": {"snapshot_seconds": "soon"}}));
+        assert!(message.contains("`input.poll.snapshot_seconds`") && message.contains("soon"), "{message}");
     }
 
     #[test]
-    fn numbers_may_come_as_strings_from_definition_substitutions() {
-        let mut value = minimal();
-        value["poll"] = json!({"snapshot_seconds": "5"});
-        value["retention"] = json!({"keep_snapshots": 2});
-        let config = EnvironmentConfig::from_value(value).unwrap();
-        assert_eq!((config.poll.snapshot_seconds, config.retention.keep_snapshots), (5, 2));
-        let mut value = minimal();
-        value["poll"] = json!({"snapshot_seconds": "soon"});
-        let message = error_of(value);
-        assert!(message.contains("`config.poll.snapshot_seconds`") && message.contains("soon"), "{message}");
-    }
-
-    #[test]
-    fn external_id_is_not_in_debug_output() {
-        let config = EnvironmentConfig::from_value(minimal()).unwrap();
-        let debug = format!("{config:?}");
-        assert!(!debug.contains("s3cr3t"), "{debug}");
+    fn the_external_id_is_redacted_in_answers_and_debug_output() {
+        let config = assemble(json!({})).unwrap();
+        let shown = format!("{config:?} {}", serde_json::to_string(&config).unwrap());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+        assert!(shown.contains(REDACTED), "{shown}");
     }
 }

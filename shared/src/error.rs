@@ -13,7 +13,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Every way an understudy function can fail. The message names the field,
 /// resource or AWS call involved and never contains a secret.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum Error {
     /// The request is malformed: unknown action, unknown or missing field, bad value.
     #[error("{0}")]

@@ -1,6 +1,7 @@
 //! What several understudy functions need, in one place: the request contract
 //! ([`request`]) and what every answer has in common ([`answer`]), the
-//! environment config document ([`config`]), the error vocabulary the state
+//! configuration of a run ([`config`]) from the deployed stack ([`deployment`])
+//! and the stored document ([`settings`]), the error vocabulary the state
 //! machines match on ([`error`]), the `understudy:` tag keys ([`tags`]), AWS
 //! clients built once per cold start ([`aws`]), the safety rules ([`guard`])
 //! and the Lambda wiring every `main.rs` calls ([`runtime`]).
@@ -8,6 +9,7 @@
 pub mod answer;
 pub mod aws;
 pub mod config;
+pub mod deployment;
 pub mod error;
 pub mod guard;
 pub mod poll;
@@ -15,6 +17,7 @@ pub mod rds;
 pub mod request;
 pub mod runtime;
 pub mod scale;
+pub mod settings;
 pub mod tags;
 
 pub use error::{Error, Result};

@@ -1,7 +1,5 @@
-//! The `scale` section of the config document: which of staging's resources
-//! `sleep` and `wake` act on, and how; plus [`ScaleDocument`], the view of the
-//! whole document the scale-to-zero function reads (it needs no production
-//! account, so a team that only sleeps and wakes staging need not give one).
+//! The `scale` section of the configuration document: which of staging's
+//! resources `sleep` and `wake` act on, and how.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::{
-    default_environment, empty_as_none, flag, invalid, list_or_comma_separated, number_or_numeric_string,
-    optional_float, PollIntervals, StagingAccount, TagSelector,
+    empty_as_none, flag, invalid, list_or_comma_separated, number_or_numeric_string, optional_float,
 };
-use crate::request::parse_under;
 use crate::Result;
 
 /// What to put to sleep and how. Resources are those carrying the staging tag
@@ -201,51 +197,6 @@ pub fn parse_service_name(name: &str) -> Option<(&str, &str)> {
     (!cluster.is_empty() && !service.is_empty() && !service.contains('/')).then_some((cluster, service))
 }
 
-/// The config document as the scale-to-zero function reads it: `production`,
-/// `database`, `buckets` and `retention` belong to the other functions and are
-/// accepted unread, so one document serves every state machine.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ScaleDocument {
-    /// Name of the environment.
-    #[serde(default = "default_environment")]
-    pub environment: String,
-    /// The staging account (where the functions run).
-    #[serde(default)]
-    pub staging: StagingAccount,
-    /// The staging tag; only resources carrying it are ever changed.
-    #[serde(default)]
-    pub tag: TagSelector,
-    /// What to scale and how.
-    #[serde(default)]
-    pub scale: ScaleSettings,
-    /// Wait-loop intervals.
-    #[serde(default)]
-    pub poll: PollIntervals,
-    /// Read by the other functions only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub production: Option<Value>,
-    /// Read by the other functions only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub database: Option<Value>,
-    /// Read by the other functions only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub buckets: Option<Value>,
-    /// Read by the other functions only.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention: Option<Value>,
-}
-
-impl ScaleDocument {
-    /// Parses and checks the document; errors name the field as `config.<path>`.
-    pub fn from_value(value: Value) -> Result<Self> {
-        let document: Self = parse_under("config", value)?;
-        document.scale.check()?;
-        document.poll.plans(&[])?;
-        Ok(document)
-    }
-}
-
 fn yes() -> bool {
     true
 }
@@ -329,37 +280,39 @@ fn dimensions<'de, D: serde::Deserializer<'de>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EnvironmentConfig;
+    use crate::deployment::tests::deployment;
     use serde_json::json;
 
+    #[derive(Debug)]
+    struct Document {
+        scale: ScaleSettings,
+    }
+
+    impl Document {
+        fn from_value(value: Value) -> Result<Self> {
+            let config = EnvironmentConfig::assemble(&deployment(), Some(&value), &json!({}))?;
+            Ok(Self { scale: config.scale })
+        }
+    }
+
     fn error_of(value: Value) -> String {
-        ScaleDocument::from_value(value).unwrap_err().to_string()
+        Document::from_value(value).unwrap_err().to_string()
     }
 
     #[test]
     fn empty_document_selects_by_tag_with_every_default() {
-        let document = ScaleDocument::from_value(json!({})).unwrap();
-        assert!(document.scale.select_by_tag);
-        assert_eq!(document.scale.aurora, AuroraSleep::Stop);
-        assert_eq!(document.scale.idle.metric, "RequestCount");
-        assert_eq!(document.tag.key, "understudy:environment");
-        assert_eq!(document.poll.service_seconds, 15);
-    }
-
-    #[test]
-    fn other_functions_sections_are_accepted_unread() {
-        let document = ScaleDocument::from_value(json!({
-            "production": {"account_id": "111111111111"},
-            "database": {"kind": "cluster", "source": "prod"},
-            "buckets": [], "retention": {"keep_snapshots": 3}
-        }))
-        .unwrap();
-        assert!(document.production.is_some());
+        let config = EnvironmentConfig::assemble(&deployment(), None, &json!({})).unwrap();
+        assert!(config.scale.select_by_tag);
+        assert_eq!(config.scale.aurora, AuroraSleep::Stop);
+        assert_eq!(config.scale.idle.metric, "RequestCount");
+        assert_eq!(config.poll.service_seconds, 15);
         assert!(error_of(json!({"sacle": {}})).contains("sacle"));
     }
 
     #[test]
     fn deployed_defaults_as_strings_parse() {
-        let document = ScaleDocument::from_value(json!({"scale": {
+        let document = Document::from_value(json!({"scale": {
             "select_by_tag": "", "ecs_services": "staging/api, staging/web", "db_clusters": "",
             "aurora": "min-capacity-zero", "seconds_until_auto_pause": "600", "hibernate": "false",
             "concurrency": "", "idle": {"enabled": "true", "dimensions": "LoadBalancer=app/alb/1",
@@ -367,7 +320,7 @@ mod tests {
         }}));
         // concurrency "" is not a number: named by its path.
         assert!(document.unwrap_err().to_string().contains("config.scale.concurrency"));
-        let document = ScaleDocument::from_value(json!({"scale": {
+        let document = Document::from_value(json!({"scale": {
             "select_by_tag": "", "ecs_services": "staging/api, staging/web", "db_clusters": "",
             "aurora": "min-capacity-zero", "seconds_until_auto_pause": "600", "hibernate": "false",
             "idle": {"enabled": "true", "dimensions": "LoadBalancer=app/alb/1",

@@ -194,93 +194,28 @@ pub fn production_account() -> ProductionAccount {
     }
 }
 
-/// A complete config document for a database of `kind` named `source`.
-pub fn config_for(kind: &str, source: &str) -> Value {
-    json!({
-        "environment": "staging",
-        "production": {
-            "account_id": PRODUCTION_ACCOUNT,
-            "region": REGION,
-            "role_arn": PRODUCTION_ROLE_ARN,
-            "external_id": EXTERNAL_ID
-        },
-        "staging": {"account_id": STAGING_ACCOUNT, "region": REGION},
-        "database": {"kind": kind, "source": source},
-        "poll": {"snapshot_seconds": 1},
-        "retention": {"keep_snapshots": 3}
-    })
-}
-
-/// The definition substitutions a deployed stack would supply, for the local
-/// accounts (function ARNs point at the invoke host's functions).
-pub fn deployed_defaults(kind: &str, source: &str, poll_seconds: u32) -> Vec<(String, String)> {
-    let function = |name: &str| format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:{name}");
-    let pairs = [
-        ("SnapshotFunctionArn", function("snapshot")),
-        ("ShareFunctionArn", function("share")),
-        ("RestoreFunctionArn", function("restore")),
-        ("EnvironmentName", "staging".into()),
-        ("ProductionAccountId", PRODUCTION_ACCOUNT.into()),
-        ("ProductionRegion", REGION.into()),
-        ("ProductionRoleArn", PRODUCTION_ROLE_ARN.into()),
-        ("ProductionExternalId", EXTERNAL_ID.into()),
-        ("StagingAccountId", STAGING_ACCOUNT.into()),
-        ("StagingRegion", REGION.into()),
-        ("DatabaseKind", kind.into()),
-        ("DatabaseSource", source.into()),
-        ("DatabaseTarget", String::new()),
-        ("StagingTagKey", "understudy:environment".into()),
-        ("StagingTagValue", "staging".into()),
-        ("SnapshotPollSeconds", poll_seconds.to_string()),
-        // Flat waits in tests, as often as the slow transitions need, and short
-        // timeouts (1-second polls may poll at most 1000 times).
-        ("SnapshotPollMaxSeconds", poll_seconds.to_string()),
-        ("SnapshotTimeoutMinutes", "2".into()),
-        ("SnapshotsToKeep", "3".into()),
-        ("DatabasePollSeconds", poll_seconds.to_string()),
-        ("DatabasePollMaxSeconds", poll_seconds.to_string()),
-        ("DatabaseTimeoutMinutes", "2".into()),
-        ("DatabaseShareKmsKeyArn", String::new()),
-        ("DatabaseStagingKmsKeyId", String::new()),
-        ("DatabaseSubnetGroup", String::new()),
-        ("DatabaseSecurityGroupIds", String::new()),
-        ("DatabaseClusterParameterGroup", String::new()),
-        ("DatabaseParameterGroup", String::new()),
-        ("DatabaseInstanceClass", String::new()),
-        ("DatabaseInstances", "1".into()),
-        ("DatabaseMinCapacity", String::new()),
-        ("DatabaseMaxCapacity", String::new()),
-        ("DatabaseEngineVersion", String::new()),
-        ("DatabaseDeletionProtection", "false".into()),
-        ("DatabasePasswordSecretArn", String::new()),
-        ("DatabaseManagedPassword", "false".into()),
-        ("DatabaseRetireFinalSnapshot", "false".into()),
-        ("DatabaseRetireDisableDeletionProtection", "false".into()),
-    ];
-    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-}
-
-/// The substitutions of a stack deployed for seed 000's shape: a cross-account
-/// refresh of `source` into `target` with staging's subnet group, security
-/// group, 0.5-1 ACU and password secret.
-pub fn refresh_defaults(
+/// The stack parameters and configuration document of a stack deployed for seed
+/// 000's shape: a cross-account refresh of `source` into `target` with staging's
+/// subnet group, security group, 0.5-1 ACU and password secret, polling each second.
+pub fn refresh_deployment(
     kind: &str,
     source: &str,
     target: &str,
     world: &RefreshWorld,
-) -> Vec<(String, String)> {
-    let mut pairs = deployed_defaults(kind, source, 1);
-    let overrides = [
-        ("DatabaseTarget", target.to_owned()),
-        ("DatabaseShareKmsKeyArn", world.share_key_arn.clone()),
-        ("DatabaseSubnetGroup", STAGING_SUBNET_GROUP.to_owned()),
-        ("DatabaseSecurityGroupIds", world.security_group_id.clone()),
-        ("DatabaseMinCapacity", "0.5".to_owned()),
-        ("DatabaseMaxCapacity", "1".to_owned()),
-        ("DatabasePasswordSecretArn", world.password_secret_arn.clone()),
-    ];
-    for (key, value) in overrides {
-        pairs.iter_mut().find(|(k, _)| k == key).expect("known substitution").1 = value;
-    }
-    pairs
+) -> (Vec<(&'static str, String)>, Value) {
+    let mut parameters = crate::deployment::cross_account(kind, source, target);
+    parameters.push(("DatabasePasswordSecretArn", world.password_secret_arn.clone()));
+    let document = json!({
+        "database": {
+            "share_kms_key_arn": world.share_key_arn,
+            "restore": {
+                "subnet_group": STAGING_SUBNET_GROUP,
+                "security_group_ids": [world.security_group_id],
+                "min_capacity": 0.5,
+                "max_capacity": 1
+            }
+        },
+        "poll": crate::deployment::fast_polls(),
+    });
+    (parameters, document)
 }

@@ -3,8 +3,9 @@
 //! shape (production: an aws/rds-encrypted Aurora PostgreSQL Serverless v2
 //! cluster and older understudy snapshots; staging: a tagged cluster under the
 //! target name, a subnet group, a security group and a password secret), creates
-//! `statemachines/refresh.asl.json` in moto's Step Functions with the deployed
-//! defaults, starts it with `{}` as a console user would, prints each state as it
+//! `statemachines/refresh.asl.json` in moto's Step Functions, deploys the stack's
+//! parameters and writes the configuration document into its bucket as an
+//! operator would, starts the refresh with `{}` as a console user would, prints each state as it
 //! runs, then what changed in both accounts. Then it puts staging to sleep and
 //! wakes it through `sleep.asl.json` and `wake.asl.json`: eight ECS services in
 //! seed 002's shape (one autoscaled), an EC2 instance, an Auto Scaling group and
@@ -14,8 +15,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use understudy_tests::accounts::{config_for, refresh_defaults, PRODUCTION_PASSWORD, STAGING_PASSWORD};
-use understudy_tests::scale::{scale_defaults, ScaleWorld};
+use understudy_tests::accounts::{refresh_deployment, PRODUCTION_PASSWORD, STAGING_PASSWORD};
+use understudy_tests::deployment::{write_config, CONFIG_BUCKET, CONFIG_KEY};
+use understudy_tests::scale::ScaleWorld;
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{
     Accounts, LocalStack, StackOptions, StateMachines, PRODUCTION_ACCOUNT, STAGING_ACCOUNT,
@@ -37,9 +39,19 @@ async fn main() -> ExitCode {
     let accounts = Accounts::new(&stack).await;
 
     let world = accounts.seed_refresh_world(&stack).await;
+    // `sam deploy` with seed 000's parameters, then the configuration document
+    // (`aws s3 cp config.json s3://<ConfigBucket>/config.json`).
+    let (parameters, document) = refresh_deployment("cluster", SOURCE, TARGET, &world);
+    stack.deploy(&parameters);
+    write_config(&accounts.staging, &document).await;
+    println!(
+        "deployed with {}; configuration document s3://{CONFIG_BUCKET}/{CONFIG_KEY}:\n{}",
+        parameters.iter().map(|(k, _)| *k).collect::<Vec<_>>().join(", "),
+        serde_json::to_string_pretty(&document).unwrap()
+    );
     accounts.seed_production_cluster(SOURCE).await;
     for run in ["nightly-1", "nightly-2", "nightly-3"] {
-        let payload = json!({"action": "create", "run_id": run, "config": config_for("cluster", SOURCE)});
+        let payload = json!({"action": "create", "run_id": run});
         stack.invoke("snapshot", &payload).ok();
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -51,13 +63,7 @@ async fn main() -> ExitCode {
     stack.set_slow_polls(2);
 
     let machines = StateMachines::new(&accounts.staging);
-    let arn = machines
-        .create(
-            "understudy-refresh",
-            "refresh.asl.json",
-            &refresh_defaults("cluster", SOURCE, TARGET, &world),
-        )
-        .await;
+    let arn = machines.create("understudy-refresh", "refresh.asl.json", &[]).await;
     let name = format!(
         "demo-{}",
         std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
@@ -160,7 +166,7 @@ async fn sleep_and_wake(stack: &LocalStack, accounts: &Accounts, machines: &Stat
     let before = world.observe().await;
     let mut states = vec![before.clone()];
     for (file, name) in [("sleep.asl.json", "understudy-sleep"), ("wake.asl.json", "understudy-wake")] {
-        let arn = machines.create(name, file, &scale_defaults(1)).await;
+        let arn = machines.create(name, file, &[]).await;
         let execution = format!("demo-{}", file.trim_end_matches(".asl.json"));
         println!("\nstarting execution `{execution}` of {name} with input {{}}");
         let outcome = watch(machines, &arn, &execution, Instant::now()).await;

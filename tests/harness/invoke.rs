@@ -115,6 +115,11 @@ impl LocalStack {
         answer.payload["requests"].as_array().cloned().unwrap_or_default()
     }
 
+    /// A request to one of the invoke host's `/understudy/*` endpoints.
+    pub(crate) fn control(&self, method: &str, path: &str, payload: Option<&Value>) -> Invocation {
+        self.request(method, path, payload)
+    }
+
     /// A JSON POST to the invoke host, answered by one HTTP/1.1 response.
     fn post(&self, path: &str, payload: &Value) -> Invocation {
         self.request("POST", path, Some(payload))

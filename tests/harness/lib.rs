@@ -7,6 +7,7 @@
 
 pub mod accounts;
 pub mod buckets;
+pub mod deployment;
 pub mod invoke;
 pub mod scale;
 pub mod stack;

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sfn::types::{ExecutionStatus, HistoryEvent};
 use serde_json::Value;
 
-use crate::accounts::STAGING_ACCOUNT;
+use crate::accounts::{REGION, STAGING_ACCOUNT};
 use crate::workspace_root;
 
 /// Step Functions in the staging account.
@@ -26,6 +26,9 @@ pub struct Event {
     pub error: Option<String>,
     /// Cause of a failure event.
     pub cause: Option<String>,
+    /// Every input, output and parameters text the event carries (state input
+    /// and output, task parameters and results, execution input and output).
+    pub data: Vec<String>,
 }
 
 /// A started execution.
@@ -34,6 +37,8 @@ pub struct Execution {
     sfn: aws_sdk_sfn::Client,
     /// Its ARN.
     pub arn: String,
+    /// Its input.
+    pub input: Value,
 }
 
 /// How an execution ended.
@@ -73,13 +78,14 @@ impl StateMachines {
     }
 
     /// Creates `statemachines/<file>` as `name`, with `${Name}` placeholders
-    /// replaced as SAM's `DefinitionSubstitutions` would. Returns the ARN.
+    /// replaced as SAM's `DefinitionSubstitutions` would: the functions' ARNs
+    /// (the invoke host's), and `substitutions` (e.g. `MirrorShards`). Returns the ARN.
     pub async fn create(&self, name: &str, file: &str, substitutions: &[(String, String)]) -> String {
         let path = workspace_root().join("statemachines").join(file);
         let mut definition =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        for (key, value) in substitutions {
-            definition = definition.replace(&format!("${{{key}}}"), value);
+        for (key, value) in substitutions.iter().cloned().chain(function_arns()) {
+            definition = definition.replace(&format!("${{{key}}}"), &value);
         }
         if let Some(at) = definition.find("${") {
             panic!("{file}: no substitution for {}", &definition[at..definition.len().min(at + 40)]);
@@ -107,7 +113,7 @@ impl StateMachines {
             .await
             .expect("start execution")
             .execution_arn;
-        Execution { sfn: self.sfn.clone(), arn }
+        Execution { sfn: self.sfn.clone(), arn, input: input.clone() }
     }
 }
 
@@ -131,6 +137,12 @@ impl Execution {
             }
             seen = events.len();
             if described.status != ExecutionStatus::Running {
+                let leaks = configuration_leaks(&events, &self.input);
+                assert!(
+                    leaks.is_empty(),
+                    "execution {} carries configuration in its history: {leaks:#?}",
+                    self.arn
+                );
                 return Outcome {
                     status: described.status.as_str().to_owned(),
                     output: described.output.as_deref().and_then(|o| serde_json::from_str(o).ok()),
@@ -161,6 +173,70 @@ impl Execution {
     }
 }
 
+/// What an execution's history must never hold, found in `events`: the external
+/// id, or a configuration document (an object with a `production` section naming
+/// an account, or a `tag` section with a key and a value, as the effective
+/// configuration has). The execution's own `input` is the caller's and is not
+/// counted, wherever it is passed on. Every execution the tests watch is checked.
+pub fn configuration_leaks(events: &[Event], input: &Value) -> Vec<String> {
+    let mut leaks = Vec::new();
+    for event in events {
+        for text in &event.data {
+            let state = event.state.as_deref().unwrap_or("-");
+            if text.contains(crate::accounts::EXTERNAL_ID) {
+                leaks.push(format!("{} in `{state}`: the external id: {text}", event.kind));
+            }
+            if let Ok(value) = serde_json::from_str::<Value>(text) {
+                if let Some(found) = find_config(&value, input) {
+                    leaks.push(format!("{} in `{state}`: a configuration document: {found}", event.kind));
+                }
+            }
+        }
+    }
+    leaks
+}
+
+fn find_config(value: &Value, input: &Value) -> Option<Value> {
+    if value == input {
+        return None;
+    }
+    match value {
+        Value::Object(fields) => {
+            // The input's own fields, wherever a state carries them on (with `$.error`
+            // beside them after a Catch, say), are the caller's.
+            let own = |key: &str, field: &Value| input.get(key) == Some(field);
+            let production = fields
+                .get("production")
+                .is_some_and(|p| !own("production", p) && p.get("account_id").is_some());
+            let tag = fields
+                .get("tag")
+                .is_some_and(|t| !own("tag", t) && t.get("key").is_some() && t.get("value").is_some());
+            if production || tag {
+                return Some(value.clone());
+            }
+            fields.iter().filter(|(k, v)| !own(k, v)).find_map(|(_, v)| find_config(v, input))
+        }
+        Value::Array(items) => items.iter().find_map(|v| find_config(v, input)),
+        _ => None,
+    }
+}
+
+/// `<Name>FunctionArn` for every function the template's machines invoke.
+fn function_arns() -> Vec<(String, String)> {
+    [
+        ("Snapshot", "snapshot"),
+        ("Share", "share"),
+        ("Restore", "restore"),
+        ("Mirror", "mirror"),
+        ("ScaleToZero", "scale-to-zero"),
+    ]
+    .into_iter()
+    .map(|(key, name)| {
+        (format!("{key}FunctionArn"), format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:{name}"))
+    })
+    .collect()
+}
+
 fn simplify(event: &HistoryEvent, current_state: &mut Option<String>) -> Event {
     if let Some(entered) = event.state_entered_event_details() {
         *current_state = Some(entered.name().to_owned());
@@ -174,10 +250,25 @@ fn simplify(event: &HistoryEvent, current_state: &mut Option<String>) -> Event {
     } else {
         (None, None)
     };
+    let data = [
+        event.state_entered_event_details().and_then(|d| d.input()),
+        event.state_exited_event_details().and_then(|d| d.output()),
+        event.task_scheduled_event_details().map(|d| d.parameters()),
+        event.task_succeeded_event_details().and_then(|d| d.output()),
+        event.lambda_function_scheduled_event_details().and_then(|d| d.input()),
+        event.lambda_function_succeeded_event_details().and_then(|d| d.output()),
+        event.execution_started_event_details().and_then(|d| d.input()),
+        event.execution_succeeded_event_details().and_then(|d| d.output()),
+    ]
+    .into_iter()
+    .flatten()
+    .map(str::to_owned)
+    .collect();
     Event {
         kind: event.r#type().as_str().to_owned(),
         state: current_state.clone(),
         error: error.map(str::to_owned),
         cause: cause.map(str::to_owned),
+        data,
     }
 }

@@ -6,7 +6,7 @@ use std::fs;
 
 use serde_json::Value;
 use understudy_shared::config::EnvironmentConfig;
-use understudy_shared::scale::ScaleDocument;
+use understudy_shared::deployment::Deployment;
 use understudy_shared::Error;
 use understudy_tests::stack::function_names;
 use understudy_tests::workspace_root;
@@ -33,33 +33,32 @@ fn json_files(dir: &str) -> Vec<(String, Value)> {
     files
 }
 
+/// The configuration an event's `config` (or a machine's execution input) makes
+/// on an example deployment.
+fn assemble(name: &str, input: &Value) -> EnvironmentConfig {
+    EnvironmentConfig::assemble(&Deployment::example(), None, input).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
 #[test]
-fn every_function_event_parses_and_its_config_validates() {
+fn every_function_event_parses_and_its_config_assembles() {
     let events: Vec<_> =
         json_files("tests/events").into_iter().filter(|(n, _)| !n.starts_with("statemachine-")).collect();
-    assert!(events.len() >= 18, "{events:?}");
+    assert!(events.len() >= 20, "{events:?}");
     for (name, event) in events {
-        let config = event["config"].clone();
-        if name.starts_with("scale-to-zero-") {
-            // Reads only its own sections of the document: no production account needed.
-            scale_to_zero::ScaleRequest::parse(event).unwrap_or_else(|e| panic!("{name}: {e}"));
-            if !config.is_null() {
-                ScaleDocument::from_value(config).unwrap_or_else(|e| panic!("{name}: {e}"));
-            }
-            continue;
-        }
+        let input = event["config"]["input"].clone();
         let parsed = match name.split('-').next().unwrap() {
             "snapshot" => snapshot::SnapshotRequest::parse(event).map(drop),
             "share" => share::Request::parse(event).map(drop),
             "restore" => restore::Request::parse(event).map(drop),
             "mirror" => mirror::MirrorFunctionRequest::parse(event).map(drop),
+            "scale" => scale_to_zero::ScaleRequest::parse(event).map(drop),
             other => panic!("{name}: no function `{other}`"),
         };
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));
-        if config.is_null() {
-            continue; // the mirror takes its buckets directly, not the config document
+        if input.is_null() {
+            continue; // a mirror step names its bucket pair; `begin` its execution input
         }
-        let config = EnvironmentConfig::from_value(config).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let config = assemble(&name, &input);
         if name.starts_with("restore-") {
             config.require_database().unwrap().check_refresh().unwrap_or_else(|e| panic!("{name}: {e}"));
         }
@@ -67,17 +66,13 @@ fn every_function_event_parses_and_its_config_validates() {
 }
 
 #[test]
-fn execution_inputs_only_use_config_sections() {
-    let known =
-        ["environment", "production", "staging", "database", "buckets", "tag", "poll", "retention", "scale"];
-    // The restop machine's input is the RDS event EventBridge delivers, not a config.
+fn execution_inputs_are_small_overrides_that_assemble() {
+    // The restop machine's input is the RDS event EventBridge delivers, not an override.
     for (name, input) in json_files("tests/events")
         .into_iter()
         .filter(|(n, _)| n.starts_with("statemachine-") && !n.starts_with("statemachine-restop-"))
     {
-        for key in input.as_object().unwrap().keys() {
-            assert!(known.contains(&key.as_str()), "{name}: `{key}` is not a config section");
-        }
+        assemble(&name, &input);
     }
 }
 
@@ -145,4 +140,41 @@ fn every_function_has_a_template_entry_and_an_example_event() {
             "{function}: no example event"
         );
     }
+}
+
+/// Every example of README's configuration section, checked against what `validate`
+/// accepts: a `<!-- config example: Name=value ... -->` line before a JSON block is a
+/// document stored by a stack deployed with those parameters, an `input example` an
+/// execution input on such a stack.
+#[test]
+fn every_configuration_example_in_the_readme_is_accepted() {
+    let readme = fs::read_to_string(workspace_root().join("README.md")).unwrap();
+    let mut checked = 0;
+    let mut lines = readme.lines();
+    while let Some(line) = lines.next() {
+        let Some(rest) = line.strip_prefix("<!-- ") else { continue };
+        let Some((kind, parameters)) = rest.strip_suffix(" -->").and_then(|r| r.split_once(" example: "))
+        else {
+            continue;
+        };
+        let overrides: Vec<(&str, &str)> =
+            parameters.split_whitespace().map(|p| p.split_once('=').expect("Name=value")).collect();
+        assert_eq!(lines.next(), Some("```json"), "README: a JSON block follows `{line}`");
+        let block: Vec<&str> = lines.by_ref().take_while(|l| *l != "```").collect();
+        let value: Value = serde_json::from_str(&block.join("\n")).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let deployment = Deployment::example_with(&overrides).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let config = match kind {
+            "config" => EnvironmentConfig::assemble(&deployment, Some(&value), &serde_json::json!({})),
+            "input" => EnvironmentConfig::assemble(&deployment, None, &value),
+            other => panic!("README: unknown example kind `{other}`"),
+        }
+        .unwrap_or_else(|e| panic!("README example `{line}`: {e}"));
+        if let Some(database) = &config.database {
+            if database.target.is_some() {
+                database.check_refresh().unwrap_or_else(|e| panic!("README example `{line}`: {e}"));
+            }
+        }
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked} README examples");
 }

@@ -4,6 +4,7 @@
 
 mod answer_contracts;
 mod contracts;
+mod deployed_config;
 mod mirror_function;
 mod mirror_state_machines;
 mod refresh_failures;

@@ -15,7 +15,11 @@ const SOURCE: &str = "production-assets";
 const TARGET: &str = "staging-assets";
 const MIB: usize = 1024 * 1024;
 
+/// The stack's one bucket pair: `SOURCE` into `TARGET`.
+const PAIRS: &str = "production-assets=staging-assets";
+
 async fn world(stack: &LocalStack) -> Accounts {
+    stack.deploy(&[("MirrorBuckets", PAIRS.into())]);
     let accounts = Accounts::new(stack).await;
     accounts.create_source_bucket(SOURCE).await;
     accounts.create_target_bucket(TARGET, true).await;
@@ -296,14 +300,27 @@ async fn an_untagged_target_or_the_source_itself_is_refused() {
     let stack = LocalStack::start();
     let accounts = world(&stack).await;
     accounts.create_target_bucket("untagged-bucket", false).await;
+    accounts.create_target_bucket("staging-elsewhere", true).await;
     put(&accounts.production_s3(), SOURCE, "a", b"a").await;
+    // A deployed pair whose target lacks the staging tag.
+    stack.deploy(&[("MirrorBuckets", format!("{PAIRS},{SOURCE}=untagged-bucket"))]);
 
     let untagged = stack.invoke("mirror", &request(json!({"target": {"bucket": "untagged-bucket"}})));
     let itself = stack.invoke("mirror", &request(json!({"target": {"bucket": SOURCE, "prefix": "copy/"}})));
+    let undeployed = stack.invoke("mirror", &request(json!({"target": {"bucket": "staging-elsewhere"}})));
+    let other_prefix = stack.invoke(
+        "mirror",
+        &request(json!({"source": {"bucket": SOURCE, "prefix": "a/"}, "target": {"bucket": TARGET, "prefix": "b/"}})),
+    );
 
     assert_eq!(untagged.error_type(), Some("GuardRailViolation"), "{untagged:?}");
     assert!(untagged.error_message().contains("untagged-bucket"));
     assert_eq!(itself.error_type(), Some("GuardRailViolation"), "{itself:?}");
+    for refused in [&undeployed, &other_prefix] {
+        assert_eq!(refused.error_type(), Some("GuardRailViolation"), "{refused:?}");
+        assert!(refused.error_message().contains("MirrorBuckets"), "{refused:?}");
+    }
+    assert!(list(&accounts.staging_s3(), "staging-elsewhere", "").await.is_empty());
     assert!(list(&accounts.staging_s3(), "untagged-bucket", "").await.is_empty());
     assert_eq!(list(&accounts.production_s3(), SOURCE, "").await.len(), 1);
 }
@@ -312,8 +329,12 @@ async fn an_untagged_target_or_the_source_itself_is_refused() {
 async fn missing_buckets_and_bad_input_fail_by_name() {
     let stack = LocalStack::start();
     let _accounts = world(&stack).await;
+    stack.deploy(&[("MirrorBuckets", format!("{PAIRS},no-such-bucket=staging-missing"))]);
 
-    let missing = stack.invoke("mirror", &request(json!({"source": {"bucket": "no-such-bucket"}})));
+    let missing = stack.invoke(
+        "mirror",
+        &request(json!({"source": {"bucket": "no-such-bucket"}, "target": {"bucket": "staging-missing"}})),
+    );
     let typo = stack.invoke("mirror", &request(json!({"dryrun": true})));
 
     assert_eq!(missing.error_type(), Some("BucketNotFound"), "{missing:?}");
@@ -334,10 +355,7 @@ async fn planned_ranges_mirror_the_whole_bucket_between_them() {
     }
     put(&staging, TARGET, "zzz-after-everything", b"extra").await;
     let plan = stack
-        .invoke(
-            "mirror",
-            &json!({"action": "plan", "buckets": [{"source": SOURCE, "target": TARGET}], "shards": 4}),
-        )
+        .invoke("mirror", &json!({"action": "plan", "config": {"input": {"buckets": [TARGET]}}, "shards": 4}))
         .ok();
     let requests = plan["requests"].as_array().unwrap().clone();
     assert_eq!(requests.len(), 4, "{plan:#}");

@@ -7,27 +7,22 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use understudy_tests::buckets::{list, put, put_with, PutOptions};
 use understudy_tests::state_machine::Outcome;
-use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines, REGION, STAGING_ACCOUNT};
+use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines};
 
 const TIMEOUT: Duration = Duration::from_secs(240);
 
-fn substitutions(shards: u32) -> Vec<(String, String)> {
-    [
-        ("MirrorFunctionArn", format!("arn:aws:lambda:{REGION}:{STAGING_ACCOUNT}:function:mirror")),
-        ("StagingTagKey", "understudy:environment".to_owned()),
-        ("StagingTagValue", "staging".to_owned()),
-        ("MirrorShards", shards.to_string()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
-}
-
-async fn run(stack: &LocalStack, file: &str, shards: u32, input: Value) -> Outcome {
+/// Deploys the stack with the bucket pairs `pairs` (`MirrorBuckets`), creates
+/// `file` with `shards` key ranges per bucket and runs it with `input`.
+async fn run(stack: &LocalStack, file: &str, shards: u32, pairs: &str, input: Value) -> Outcome {
+    stack.deploy(&[("MirrorBuckets", pairs.to_owned())]);
     let accounts = Accounts::new(stack).await;
     let machines = StateMachines::new(&accounts.staging);
-    let arn = machines.create("understudy-mirror", file, &substitutions(shards)).await;
-    machines.start(&arn, "deploy-7-mirror", &input).await.finish(TIMEOUT).await
+    let arn =
+        machines.create("understudy-mirror", file, &[("MirrorShards".into(), shards.to_string())]).await;
+    // Each run of a test gets an execution name of its own.
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    machines.start(&arn, &format!("deploy-7-mirror-{run}"), &input).await.finish(TIMEOUT).await
 }
 
 /// Source `production-<name>` with `objects` keys, target `staging-<name>` with a
@@ -63,12 +58,9 @@ async fn the_mirror_loop_copies_then_deletes_every_bucket_across_many_steps() {
     let accounts = Accounts::new(&stack).await;
     seed(&accounts, "assets", 300, 40).await;
     seed(&accounts, "reports", 10, 3).await;
-    let input = json!({"buckets": [
-        {"source": "production-assets", "target": "staging-assets"},
-        {"source": "production-reports", "target": "staging-reports", "prefix": "data/"}
-    ]});
+    let pairs = "production-assets=staging-assets,production-reports/data/=staging-reports";
 
-    let outcome = run(&stack, "mirror.asl.json", 1, input).await;
+    let outcome = run(&stack, "mirror.asl.json", 1, pairs, json!({})).await;
 
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("mirror"));
     let steps = outcome.times_entered("Mirror a step");
@@ -90,9 +82,7 @@ async fn an_error_in_the_copy_phase_fails_the_execution_before_any_delete() {
     seed(&accounts, "assets", 20, 5).await;
     let archived = PutOptions { storage_class: Some("GLACIER".into()), ..PutOptions::default() };
     put_with(&accounts.production_s3(), "production-assets", "data/0007.cold", b"cold", &archived).await;
-    let input = json!({"buckets": [{"source": "production-assets", "target": "staging-assets"}]});
-
-    let outcome = run(&stack, "mirror.asl.json", 1, input).await;
+    let outcome = run(&stack, "mirror.asl.json", 1, "production-assets=staging-assets", json!({})).await;
 
     assert_eq!(outcome.status, "FAILED", "{outcome:#?}");
     assert_eq!(outcome.error.as_deref(), Some("AwsRequestFailed"), "{outcome:#?}");
@@ -107,9 +97,7 @@ async fn an_untagged_target_fails_the_execution_with_guard_rail_violation() {
     accounts.create_source_bucket("production-assets").await;
     accounts.create_target_bucket("not-staging", false).await;
     put(&accounts.production_s3(), "production-assets", "a", b"a").await;
-    let input = json!({"buckets": [{"source": "production-assets", "target": "not-staging"}]});
-
-    let outcome = run(&stack, "mirror.asl.json", 1, input).await;
+    let outcome = run(&stack, "mirror.asl.json", 1, "production-assets=not-staging", json!({})).await;
 
     assert_eq!(outcome.status, "FAILED", "{outcome:#?}");
     assert_eq!(outcome.error.as_deref(), Some("GuardRailViolation"), "{outcome:#?}");
@@ -122,9 +110,8 @@ async fn the_distributed_map_mirrors_key_ranges_and_deletes_only_after_every_cop
     let accounts = Accounts::new(&stack).await;
     seed(&accounts, "archive", 200, 30).await;
     put(&accounts.staging_s3(), "staging-archive", "zzz/after-the-last-source-key", b"extra").await;
-    let input = json!({"buckets": [{"source": "production-archive", "target": "staging-archive"}]});
-
-    let outcome = run(&stack, "mirror-distributed.asl.json", 4, input).await;
+    let outcome =
+        run(&stack, "mirror-distributed.asl.json", 4, "production-archive=staging-archive", json!({})).await;
 
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("mirror"));
     assert_mirrored(&accounts, "archive").await;
@@ -144,4 +131,36 @@ async fn the_distributed_map_mirrors_key_ranges_and_deletes_only_after_every_cop
     assert!(!steps[first_delete..].iter().any(|l| l.contains("phase=Copy")), "{steps:#?}");
     assert_eq!(outcome.times_entered("Copy every range"), 1);
     assert_eq!(outcome.times_entered("Delete the extras of every range"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_input_chooses_among_the_deployed_buckets_and_cannot_add_one() {
+    let stack = LocalStack::start();
+    let accounts = Accounts::new(&stack).await;
+    seed(&accounts, "assets", 10, 2).await;
+    seed(&accounts, "reports", 10, 2).await;
+    let pairs = "production-assets=staging-assets,production-reports=staging-reports";
+    let reports_before = list(&accounts.staging_s3(), "staging-reports", "").await;
+
+    let outcome = run(&stack, "mirror.asl.json", 1, pairs, json!({"buckets": ["staging-assets"]})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("mirror"));
+    assert_mirrored(&accounts, "assets").await;
+    assert_eq!(list(&accounts.staging_s3(), "staging-reports", "").await, reports_before, "not chosen");
+
+    accounts.create_target_bucket("staging-other", true).await;
+    stack.take_requests();
+    let input = json!({"buckets": [{"source": "production-assets", "target": "staging-other"}]});
+    let refused = run(&stack, "mirror.asl.json", 1, pairs, input).await;
+    assert_eq!(refused.status, "FAILED", "{refused:#?}");
+    assert_eq!(refused.error.as_deref(), Some("InvalidInput"), "{refused:#?}");
+    let cause = refused.cause.unwrap_or_default();
+    assert!(cause.contains("`input.buckets[0].target`") && cause.contains("MirrorBuckets"), "{cause}");
+    let calls: Vec<Value> = stack
+        .take_requests()
+        .into_iter()
+        .filter(|r| r["service"] != "stepfunctions" && r["service"] != "sts")
+        .collect();
+    assert_eq!(calls, Vec::<Value>::new(), "refused before any call");
+    assert!(list(&accounts.staging_s3(), "staging-other", "").await.is_empty());
 }

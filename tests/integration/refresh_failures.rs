@@ -23,7 +23,7 @@ use crate::refresh_world::{
 async fn seed_000() -> (RefreshStack, String) {
     let world = RefreshStack::start().await;
     world.seed_000().await;
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let arn = world.seed_000_machine("understudy-refresh").await;
     (world, arn)
 }
 
@@ -397,21 +397,14 @@ async fn a_failure_after_waking_a_sleeping_staging_puts_it_back_to_sleep() {
     );
 }
 
-/// The refresh's substitutions with database waits that grow from 1 s to
-/// `cap_seconds` and give up after `timeout_minutes`.
-fn with_database_waits(
-    world: &RefreshStack,
-    cap_seconds: u32,
-    timeout_minutes: u32,
-) -> Vec<(String, String)> {
-    let mut defaults = world.seed_000_defaults();
-    for (key, value) in [
-        ("DatabasePollMaxSeconds", cap_seconds.to_string()),
-        ("DatabaseTimeoutMinutes", timeout_minutes.to_string()),
-    ] {
-        defaults.iter_mut().find(|(k, _)| k == key).expect("known substitution").1 = value;
-    }
-    defaults
+/// Deploys seed 000's stack with database waits that grow from 1 s to
+/// `cap_seconds` and give up after `timeout_minutes`; creates the machine.
+async fn with_database_waits(world: &RefreshStack, cap_seconds: u32, timeout_minutes: u32) -> String {
+    let (parameters, mut document) = world.seed_000_deployment();
+    document["poll"]["database_max_seconds"] = json!(cap_seconds);
+    document["poll"]["database_timeout_minutes"] = json!(timeout_minutes);
+    world.deploy(&parameters, &document).await;
+    world.state_machine("understudy-refresh").await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -419,7 +412,7 @@ async fn a_restore_held_in_a_transitional_status_past_its_bound_times_out_and_is
     let world = RefreshStack::start().await;
     world.seed_000().await;
     let before = world.cluster(TARGET).await.expect("seeded staging cluster");
-    let arn = world.state_machine("understudy-refresh", &with_database_waits(&world, 8, 1)).await;
+    let arn = with_database_waits(&world, 8, 1).await;
     let run = "deploy-restore-never-ends";
     // AWS can keep a restore `creating` for hours; here it never ends.
     world.stack.override_database_status(STAGING_ACCOUNT, "cluster", &format!("{TARGET}-new-"), "creating");

@@ -11,9 +11,8 @@ use aws_sdk_rds::types::Tag;
 use restore::{retired_identifier, temporary_identifier};
 use serde_json::{json, Value};
 use snapshot::snapshot_identifier;
-use understudy_tests::accounts::EXTERNAL_ID;
 use understudy_tests::state_machine::Outcome;
-use understudy_tests::{PRODUCTION_ACCOUNT, REGION, STAGING_ACCOUNT};
+use understudy_tests::{PRODUCTION_ACCOUNT, STAGING_ACCOUNT};
 
 use crate::refresh_world::{
     mutating, mutating_counts, states_failing_with, tags_of, RefreshStack, SOURCE, STAGING_TAGS, TARGET,
@@ -74,6 +73,23 @@ fn assert_refused_without_changes(
     );
 }
 
+/// A stack deployed with a role in its own account as "production": every
+/// database the run would touch is in the production account.
+async fn deploy_production_as_the_stacks_own_account(world: &RefreshStack) -> String {
+    let (mut parameters, document) = world.seed_000_deployment();
+    for (name, value) in parameters.iter_mut() {
+        match *name {
+            "ProductionAccountId" => *value = STAGING_ACCOUNT.into(),
+            "ProductionRoleArn" => {
+                *value = format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-production")
+            }
+            _ => {}
+        }
+    }
+    world.deploy(&parameters, &document).await;
+    world.state_machine("understudy-refresh").await
+}
+
 fn rds_tags(pairs: &[(&str, &str)]) -> Vec<Tag> {
     pairs.iter().map(|(k, v)| Tag::builder().key(*k).value(*v).build()).collect()
 }
@@ -122,7 +138,7 @@ async fn an_untagged_target_is_refused_without_any_change_and_once_tagged_the_re
     world.accounts.seed_production_cluster(SOURCE).await;
     world.accounts.seed_staging_cluster(TARGET, &[("team", "web")]).await;
     let before = world.cluster(TARGET).await.unwrap();
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let arn = world.seed_000_machine("understudy-refresh").await;
 
     let (outcome, requests) = run_recorded(&world, &arn, "deploy-untagged", &json!({})).await;
 
@@ -208,7 +224,7 @@ async fn a_target_tagged_production_is_refused_without_any_change() {
     world.accounts.seed_production_cluster(SOURCE).await;
     world.accounts.seed_staging_cluster(TARGET, &[("understudy:environment", "production")]).await;
     let before = world.cluster(TARGET).await.unwrap();
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let arn = world.seed_000_machine("understudy-refresh").await;
 
     let (outcome, requests) = run_recorded(&world, &arn, "deploy-tagged-production", &json!({})).await;
 
@@ -224,16 +240,15 @@ async fn a_target_equal_to_the_source_in_a_same_account_setup_is_refused_without
     let database = "app-aurora";
     seed_cluster_in_own_account(&world, database, "app_owner", STAGING_TAGS).await;
     let before = world.cluster(database).await.unwrap();
-    let mut defaults = world.seed_000_defaults();
-    for (key, value) in defaults.iter_mut() {
-        match key.as_str() {
-            "ProductionAccountId" => *value = STAGING_ACCOUNT.into(),
-            "ProductionRoleArn" | "ProductionExternalId" | "DatabaseShareKmsKeyArn" => value.clear(),
-            "DatabaseSource" | "DatabaseTarget" => *value = database.into(),
-            _ => {}
-        }
-    }
-    let arn = world.state_machine("understudy-refresh", &defaults).await;
+    let (_, mut document) = world.seed_000_deployment();
+    document["database"]["share_kms_key_arn"] = Value::Null;
+    let parameters = [
+        ("DatabaseSource", database.to_owned()),
+        ("DatabaseTarget", database.to_owned()),
+        ("DatabasePasswordSecretArn", world.world.password_secret_arn.clone()),
+    ];
+    world.deploy(&parameters, &document).await;
+    let arn = world.state_machine("understudy-refresh").await;
 
     let (outcome, requests) = run_recorded(&world, &arn, "deploy-onto-itself", &json!({})).await;
 
@@ -259,13 +274,8 @@ async fn a_target_in_the_production_account_is_refused_without_any_change() {
     seed_cluster_in_own_account(&world, SOURCE, "prod_admin", &[]).await;
     world.accounts.seed_staging_cluster(TARGET, STAGING_TAGS).await;
     let before = world.cluster(TARGET).await.unwrap();
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
-    let input = json!({"production": {
-        "account_id": STAGING_ACCOUNT,
-        "region": REGION,
-        "role_arn": format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-production"),
-        "external_id": EXTERNAL_ID
-    }});
+    let arn = deploy_production_as_the_stacks_own_account(&world).await;
+    let input = json!({});
 
     let (outcome, requests) = run_recorded(&world, &arn, "deploy-into-production", &input).await;
 
@@ -291,13 +301,8 @@ async fn a_target_in_the_production_account_is_refused_without_any_change() {
 async fn a_first_refresh_into_the_production_account_is_refused_without_any_change() {
     let world = RefreshStack::start().await;
     seed_cluster_in_own_account(&world, SOURCE, "prod_admin", &[]).await;
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
-    let input = json!({"production": {
-        "account_id": STAGING_ACCOUNT,
-        "region": REGION,
-        "role_arn": format!("arn:aws:iam::{STAGING_ACCOUNT}:role/understudy-production"),
-        "external_id": EXTERNAL_ID
-    }});
+    let arn = deploy_production_as_the_stacks_own_account(&world).await;
+    let input = json!({});
 
     let (outcome, requests) = run_recorded(&world, &arn, "first-deploy-into-production", &input).await;
 

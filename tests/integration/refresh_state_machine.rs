@@ -7,8 +7,9 @@ use std::time::Duration;
 use aws_sdk_rds::types::DbCluster;
 use serde_json::{json, Value};
 use understudy_tests::accounts::{
-    refresh_defaults, RefreshWorld, PRODUCTION_PASSWORD, STAGING_PASSWORD, STAGING_SUBNET_GROUP,
+    refresh_deployment, RefreshWorld, PRODUCTION_PASSWORD, STAGING_PASSWORD, STAGING_SUBNET_GROUP,
 };
+use understudy_tests::deployment::write_config;
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StateMachines, STAGING_ACCOUNT};
 
@@ -27,15 +28,18 @@ async fn seed_000(stack: &LocalStack) -> (Accounts, RefreshWorld) {
     (accounts, world)
 }
 
-async fn run_refresh(accounts: &Accounts, world: &RefreshWorld, name: &str, input: Value) -> Outcome {
+async fn run_refresh(
+    stack: &LocalStack,
+    accounts: &Accounts,
+    world: &RefreshWorld,
+    name: &str,
+    input: Value,
+) -> Outcome {
+    let (parameters, document) = refresh_deployment("cluster", SOURCE, TARGET, world);
+    stack.deploy(&parameters);
+    write_config(&accounts.staging, &document).await;
     let machines = StateMachines::new(&accounts.staging);
-    let arn = machines
-        .create(
-            &format!("understudy-refresh-{name}"),
-            "refresh.asl.json",
-            &refresh_defaults("cluster", SOURCE, TARGET, world),
-        )
-        .await;
+    let arn = machines.create(&format!("understudy-refresh-{name}"), "refresh.asl.json", &[]).await;
     machines.start(&arn, name, &input).await.finish(TIMEOUT).await
 }
 
@@ -85,7 +89,7 @@ async fn seed_000_staging_cluster_is_replaced_by_a_restore_of_the_new_production
     let (accounts, world) = seed_000(&stack).await;
     let before = staging_cluster(&accounts, TARGET).await.unwrap();
 
-    let outcome = run_refresh(&accounts, &world, "deploy-1", json!({})).await;
+    let outcome = run_refresh(&stack, &accounts, &world, "deploy-1", json!({})).await;
 
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\nrestore log:\n{}", stack.function_log("restore"));
     let after = staging_cluster(&accounts, TARGET).await.expect("staging cluster under the target name");
@@ -159,7 +163,7 @@ async fn a_sleeping_staging_is_refreshed_and_put_back_to_sleep() {
     accounts.staging_rds().stop_db_cluster().db_cluster_identifier(TARGET).send().await.unwrap();
     wait_for_status(&accounts, TARGET, "stopped").await;
 
-    let outcome = run_refresh(&accounts, &world, "deploy-asleep", json!({})).await;
+    let outcome = run_refresh(&stack, &accounts, &world, "deploy-asleep", json!({})).await;
 
     assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", stack.function_log("restore"));
     assert!(
@@ -195,17 +199,20 @@ async fn seed_003_same_account_instance_is_replaced_the_same_way() {
         .await
         .unwrap();
     accounts.seed_staging_instance("app-staging", STAGING_TAGS).await;
-    let mut defaults = refresh_defaults("instance", "app-production", "app-staging", &world);
-    for (key, value) in defaults.iter_mut() {
-        match key.as_str() {
-            "ProductionAccountId" => *value = STAGING_ACCOUNT.into(),
-            "ProductionRoleArn" | "ProductionExternalId" | "DatabaseShareKmsKeyArn" => value.clear(),
-            "DatabaseMinCapacity" | "DatabaseMaxCapacity" => value.clear(),
-            _ => {}
-        }
-    }
+    // A same-account stack: ProductionAccountId left empty (the stack's own account), no role.
+    let (_, mut document) = refresh_deployment("instance", "app-production", "app-staging", &world);
+    document["database"]["share_kms_key_arn"] = Value::Null;
+    document["database"]["restore"]["min_capacity"] = Value::Null;
+    document["database"]["restore"]["max_capacity"] = Value::Null;
+    stack.deploy(&[
+        ("DatabaseKind", "instance".into()),
+        ("DatabaseSource", "app-production".into()),
+        ("DatabaseTarget", "app-staging".into()),
+        ("DatabasePasswordSecretArn", world.password_secret_arn.clone()),
+    ]);
+    write_config(&accounts.staging, &document).await;
     let machines = StateMachines::new(&accounts.staging);
-    let arn = machines.create("understudy-refresh", "refresh.asl.json", &defaults).await;
+    let arn = machines.create("understudy-refresh", "refresh.asl.json", &[]).await;
 
     let outcome = machines.start(&arn, "release-9", &json!({})).await.finish(TIMEOUT).await;
 
@@ -239,7 +246,7 @@ async fn a_first_refresh_with_no_live_staging_database_creates_it_private_in_sta
     let world = RefreshStack::start().await;
     world.accounts.seed_production_cluster(SOURCE).await;
     assert_eq!(world.cluster_ids().await, Vec::<String>::new(), "staging starts with no database");
-    let arn = world.state_machine("understudy-refresh", &world.seed_000_defaults()).await;
+    let arn = world.seed_000_machine("understudy-refresh").await;
 
     let outcome = world.run(&arn, "first-refresh", &json!({})).await;
 
@@ -273,10 +280,10 @@ async fn a_first_refresh_without_a_subnet_group_is_refused_before_any_change() {
 
     let world = RefreshStack::start().await;
     world.accounts.seed_production_cluster(SOURCE).await;
-    let mut defaults = world.seed_000_defaults();
-    defaults.iter_mut().find(|(k, _)| k == "DatabaseSubnetGroup").expect("known substitution").1 =
-        String::new();
-    let arn = world.state_machine("understudy-refresh", &defaults).await;
+    let (parameters, mut document) = world.seed_000_deployment();
+    document["database"]["restore"]["subnet_group"] = Value::Null;
+    world.deploy(&parameters, &document).await;
+    let arn = world.state_machine("understudy-refresh").await;
     world.stack.take_requests();
 
     let outcome = world.run(&arn, "first-refresh-no-network", &json!({})).await;

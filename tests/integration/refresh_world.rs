@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use aws_sdk_rds::types::DbCluster;
 use serde_json::Value;
-use understudy_tests::accounts::{refresh_defaults, RefreshWorld};
+use understudy_tests::accounts::{refresh_deployment, RefreshWorld};
+use understudy_tests::deployment::write_config;
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines, STAGING_ACCOUNT};
 
@@ -54,14 +55,27 @@ impl RefreshStack {
         self.accounts.seed_staging_cluster(TARGET, STAGING_TAGS).await;
     }
 
-    /// The refresh state machine as a stack deployed for seed 000 would create it.
-    pub fn seed_000_defaults(&self) -> Vec<(String, String)> {
-        refresh_defaults("cluster", SOURCE, TARGET, &self.world)
+    /// The stack parameters and configuration document of a stack deployed for seed 000.
+    pub fn seed_000_deployment(&self) -> (Vec<(&'static str, String)>, Value) {
+        refresh_deployment("cluster", SOURCE, TARGET, &self.world)
     }
 
-    /// Creates the refresh state machine `name` with `substitutions`.
-    pub async fn state_machine(&self, name: &str, substitutions: &[(String, String)]) -> String {
-        StateMachines::new(&self.accounts.staging).create(name, "refresh.asl.json", substitutions).await
+    /// Deploys the stack with `parameters` and writes `document` into its bucket.
+    pub async fn deploy(&self, parameters: &[(&'static str, String)], document: &Value) {
+        self.stack.deploy(parameters);
+        write_config(&self.accounts.staging, document).await;
+    }
+
+    /// Deploys the stack for seed 000 and creates the refresh state machine `name`.
+    pub async fn seed_000_machine(&self, name: &str) -> String {
+        let (parameters, document) = self.seed_000_deployment();
+        self.deploy(&parameters, &document).await;
+        self.state_machine(name).await
+    }
+
+    /// Creates the refresh state machine `name`.
+    pub async fn state_machine(&self, name: &str) -> String {
+        StateMachines::new(&self.accounts.staging).create(name, "refresh.asl.json", &[]).await
     }
 
     /// Runs execution `name` of `state_machine` with `input` to its end.

@@ -133,13 +133,16 @@ async fn listed_resources_must_exist_and_carry_the_staging_tag_before_anything_c
         (json!({"db_instances": ["production-db"]}), "GuardRailViolation"),
         (json!({"ecs_services": ["staging/no-such-service"]}), "ResourceNotFound"),
     ] {
-        let answer = stack.invoke("scale-to-zero", &json!({"action": "sleep", "config": {"scale": listed}}));
+        let answer = stack
+            .invoke("scale-to-zero", &json!({"action": "sleep", "config": {"input": {"scale": listed}}}));
         assert_eq!(answer.error_type(), Some(error), "{listed}: {answer:?}");
     }
-    let bad =
-        stack.invoke("scale-to-zero", &json!({"action": "sleep", "config": {"scale": {"aurora": "pause"}}}));
+    let bad = stack.invoke(
+        "scale-to-zero",
+        &json!({"action": "sleep", "config": {"input": {"scale": {"aurora": "pause"}}}}),
+    );
     assert_eq!(bad.error_type(), Some("InvalidInput"));
-    assert!(bad.error_message().contains("config.scale.aurora"), "{bad:?}");
+    assert!(bad.error_message().contains("input.scale.aurora"), "{bad:?}");
 
     assert_eq!(
         mutating_identifiers(&stack.take_requests()),
@@ -157,7 +160,7 @@ async fn min_capacity_zero_sleeps_a_serverless_cluster_at_zero_acu_and_refuses_o
     let config = json!({"scale": {"select_by_tag": false, "db_clusters": [STAGING_CLUSTER],
                                   "aurora": "min-capacity-zero", "seconds_until_auto_pause": 600}});
 
-    let report = call(&stack, json!({"action": "sleep", "config": config}));
+    let report = call(&stack, json!({"action": "sleep", "config": {"input": config}}));
 
     assert_eq!(entry(&report, "db-cluster", STAGING_CLUSTER)["outcome"], "slept", "{report:#}");
     let cluster = accounts
@@ -172,10 +175,10 @@ async fn min_capacity_zero_sleeps_a_serverless_cluster_at_zero_acu_and_refuses_o
     assert_eq!((scaling.min_capacity(), scaling.max_capacity()), (Some(0.0), Some(2.0)));
     assert_eq!(scaling.seconds_until_auto_pause(), Some(600));
     assert_eq!(cluster.status(), Some("available"), "it pauses itself; it is not stopped");
-    let status = call(&stack, json!({"action": "status", "config": config}));
+    let status = call(&stack, json!({"action": "status", "config": {"input": config}}));
     assert_eq!(status["state"], "asleep", "{status:#}");
 
-    call(&stack, json!({"action": "wake", "config": config}));
+    call(&stack, json!({"action": "wake", "config": {"input": config}}));
     let observed = world.observe().await;
     assert_eq!(observed[&format!("db-cluster:{STAGING_CLUSTER}")]["capacity"], json!([0.5, 2.0]));
     assert!(observed[&format!("db-cluster:{STAGING_CLUSTER}")]["tags"]
@@ -187,7 +190,7 @@ async fn min_capacity_zero_sleeps_a_serverless_cluster_at_zero_acu_and_refuses_o
     stack.take_requests();
     let refused = stack.invoke(
         "scale-to-zero",
-        &json!({"action": "sleep", "config": {"scale": {"aurora": "min-capacity-zero"}}}),
+        &json!({"action": "sleep", "config": {"input": {"scale": {"aurora": "min-capacity-zero"}}}}),
     );
     assert_eq!(refused.error_type(), Some("InvalidInput"), "{refused:?}");
     assert!(

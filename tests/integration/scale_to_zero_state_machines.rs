@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use understudy_tests::scale::{other_entries, scale_defaults, ScaleWorld, PRODUCTION_DB, STAGING_DB};
+use understudy_tests::deployment::{fast_polls, write_config};
+use understudy_tests::scale::{other_entries, ScaleWorld, PRODUCTION_DB, STAGING_DB};
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines};
 
@@ -19,7 +20,7 @@ async fn run(
     input: Value,
 ) -> Outcome {
     let name = format!("understudy-{}", file.trim_end_matches(".asl.json"));
-    let arn = machines.create(&name, file, &scale_defaults(1)).await;
+    let arn = machines.create(&name, file, &[]).await;
     let outcome = machines.start(&arn, execution, &input).await.finish(TIMEOUT).await;
     assert_eq!(outcome.status, "SUCCEEDED", "{file}: {outcome:#?}\n{}", stack.function_log("scale-to-zero"));
     outcome
@@ -42,6 +43,8 @@ async fn seeded_stack() -> (LocalStack, Accounts, ScaleWorld) {
     let stack = LocalStack::start_with(StackOptions { slow_polls: 0, ..StackOptions::default() });
     let accounts = Accounts::new(&stack).await;
     let world = ScaleWorld::seed(&accounts.staging).await;
+    // The template's defaults, with a document that polls each second.
+    write_config(&accounts.staging, &json!({"poll": fast_polls()})).await;
     stack.set_slow_polls(2);
     (stack, accounts, world)
 }
@@ -124,7 +127,7 @@ async fn the_seven_day_restart_is_stopped_again_while_asleep_and_ignored_while_a
     let (stack, accounts, _world) = seeded_stack().await;
     let machines = StateMachines::new(&accounts.staging);
     let config = json!({"scale": {"select_by_tag": false, "db_instances": [STAGING_DB]}});
-    let sleep = stack.invoke("scale-to-zero", &json!({"action": "sleep", "config": config}));
+    let sleep = stack.invoke("scale-to-zero", &json!({"action": "sleep", "config": {"input": config}}));
     assert!(sleep.function_error.is_none(), "{sleep:?}");
     wait_for_status(&accounts, STAGING_DB, "stopped").await;
     // AWS starts it after 7 days stopped: `starting` for a few polls.
@@ -140,7 +143,7 @@ async fn the_seven_day_restart_is_stopped_again_while_asleep_and_ignored_while_a
 
     // Awake (wake removes the sleep tag): the same event leaves it running.
     wait_for_status(&accounts, STAGING_DB, "stopped").await;
-    let wake = stack.invoke("scale-to-zero", &json!({"action": "wake", "config": config}));
+    let wake = stack.invoke("scale-to-zero", &json!({"action": "wake", "config": {"input": config}}));
     assert!(wake.function_error.is_none(), "{wake:?}");
     wait_for_status(&accounts, STAGING_DB, "available").await;
     let ignored = run(&stack, &machines, "restop.asl.json", "restart-2", restart_event(STAGING_DB)).await;
@@ -165,7 +168,7 @@ async fn with_the_idle_check_on_a_failed_check_leaves_staging_awake() {
     let before = world.observe().await;
     stack.inject_fault(&json!({"service": "cloudwatch", "action": "GetMetricData", "code": "AccessDenied",
                                "status": 403, "times": 5}));
-    let arn = machines.create("understudy-sleep", "sleep.asl.json", &scale_defaults(1)).await;
+    let arn = machines.create("understudy-sleep", "sleep.asl.json", &[]).await;
     let input = json!({"scale": {"idle": {"enabled": true, "dimensions": "LoadBalancer=app/staging-alb/50dc6c495c0c9188"}}});
 
     let outcome = machines.start(&arn, "evening-idle", &input).await.finish(TIMEOUT).await;

@@ -3,11 +3,16 @@
 
 use serde_json::{json, Value};
 use understudy_shared::tags;
-use understudy_tests::accounts::config_for;
+use understudy_tests::deployment::cross_account;
 use understudy_tests::{Accounts, LocalStack, StackOptions};
 
-fn create(run_id: &str, kind: &str, source: &str) -> Value {
-    json!({"action": "create", "run_id": run_id, "config": config_for(kind, source)})
+/// Deploys the stack to snapshot production's `source` of `kind`.
+fn deploy(stack: &LocalStack, kind: &str, source: &str) {
+    stack.deploy(&cross_account(kind, source, ""));
+}
+
+fn create(run_id: &str) -> Value {
+    json!({"action": "create", "run_id": run_id})
 }
 
 fn tag_pairs(tags: &[aws_sdk_rds::types::Tag]) -> Vec<(String, String)> {
@@ -19,9 +24,10 @@ async fn creating_a_cluster_snapshot_twice_in_one_run_makes_one_snapshot_in_prod
     let stack = LocalStack::start();
     let accounts = Accounts::new(&stack).await;
     accounts.seed_production_cluster("prod-aurora").await;
+    deploy(&stack, "cluster", "prod-aurora");
 
-    let first = stack.invoke("snapshot", &create("deploy-7", "cluster", "prod-aurora")).ok();
-    let second = stack.invoke("snapshot", &create("deploy-7", "cluster", "prod-aurora")).ok();
+    let first = stack.invoke("snapshot", &create("deploy-7")).ok();
+    let second = stack.invoke("snapshot", &create("deploy-7")).ok();
 
     assert_eq!(first["identifier"], "understudy-deploy-7");
     assert_eq!(first["created"], true);
@@ -53,10 +59,11 @@ async fn creating_an_instance_snapshot_twice_in_one_run_makes_one_snapshot() {
     let stack = LocalStack::start();
     let accounts = Accounts::new(&stack).await;
     accounts.seed_production_instance("prod-postgres").await;
+    deploy(&stack, "instance", "prod-postgres");
 
     let long_run = "Nightly_Refresh.".repeat(6);
-    let first = stack.invoke("snapshot", &create(&long_run, "instance", "prod-postgres")).ok();
-    let second = stack.invoke("snapshot", &create(&long_run, "instance", "prod-postgres")).ok();
+    let first = stack.invoke("snapshot", &create(&long_run)).ok();
+    let second = stack.invoke("snapshot", &create(&long_run)).ok();
 
     let identifier = first["identifier"].as_str().unwrap();
     assert!(identifier.len() <= 63 && identifier.starts_with("understudy-"), "{identifier}");
@@ -79,11 +86,11 @@ async fn status_reports_creating_with_progress_then_available() {
     let stack = LocalStack::start();
     let accounts = Accounts::new(&stack).await;
     accounts.seed_production_cluster("prod-aurora").await;
-    let made = stack.invoke("snapshot", &create("run-1", "cluster", "prod-aurora")).ok();
+    deploy(&stack, "cluster", "prod-aurora");
+    let made = stack.invoke("snapshot", &create("run-1")).ok();
     let status = json!({
         "action": "status",
         "snapshot": {"kind": "cluster", "identifier": made["identifier"]},
-        "config": config_for("cluster", "prod-aurora"),
     });
 
     let mut seen = Vec::new();
@@ -106,6 +113,7 @@ async fn prune_keeps_the_newest_managed_snapshots_and_never_touches_untagged_or_
     let stack = LocalStack::start_with(StackOptions { slow_polls: 0, ..StackOptions::default() });
     let accounts = Accounts::new(&stack).await;
     accounts.seed_production_cluster("prod-aurora").await;
+    deploy(&stack, "cluster", "prod-aurora");
     let rds = accounts.production_rds();
     rds.create_db_cluster_snapshot()
         .db_cluster_identifier("prod-aurora")
@@ -114,13 +122,12 @@ async fn prune_keeps_the_newest_managed_snapshots_and_never_touches_untagged_or_
         .await
         .unwrap();
     for run in ["run-1", "run-2", "run-3", "run-4"] {
-        stack.invoke("snapshot", &create(run, "cluster", "prod-aurora")).ok();
+        stack.invoke("snapshot", &create(run)).ok();
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    let mut config = config_for("cluster", "prod-aurora");
-    config["retention"] = json!({"keep_snapshots": 2});
+    let input = json!({"retention": {"keep_snapshots": 2}});
 
-    let pruned = stack.invoke("snapshot", &json!({"action": "prune", "config": config})).ok();
+    let pruned = stack.invoke("snapshot", &json!({"action": "prune", "config": {"input": input}})).ok();
 
     assert_eq!(pruned["deleted"], json!(["understudy-run-2", "understudy-run-1"]), "{pruned}");
     assert_eq!(pruned["kept"], json!(["understudy-run-4", "understudy-run-3"]), "{pruned}");
@@ -148,8 +155,9 @@ async fn prune_keeps_the_newest_managed_snapshots_and_never_touches_untagged_or_
 async fn a_missing_source_is_source_not_found_and_nothing_is_made() {
     let stack = LocalStack::start();
     let accounts = Accounts::new(&stack).await;
+    deploy(&stack, "cluster", "no-such-cluster");
 
-    let answer = stack.invoke("snapshot", &create("run-1", "cluster", "no-such-cluster"));
+    let answer = stack.invoke("snapshot", &create("run-1"));
 
     assert_eq!(answer.status, 200, "function errors are 200 with X-Amz-Function-Error, as on AWS");
     assert_eq!(answer.function_error.as_deref(), Some("Unhandled"));
@@ -162,14 +170,14 @@ async fn a_missing_source_is_source_not_found_and_nothing_is_made() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_is_invalid_input_naming_the_field() {
     let stack = LocalStack::start();
-    let mut config = config_for("cluster", "prod-aurora");
-    config["database"]["sourse"] = json!("typo");
-    let typo = stack.invoke("snapshot", &json!({"action": "create", "run_id": "r", "config": config}));
+    deploy(&stack, "cluster", "prod-aurora");
+    let input = json!({"database": {"sourse": "typo"}});
+    let typo =
+        stack.invoke("snapshot", &json!({"action": "create", "run_id": "r", "config": {"input": input}}));
     assert_eq!(typo.error_type(), Some("InvalidInput"));
-    assert!(typo.error_message().contains("`config.database.sourse`"), "{}", typo.error_message());
+    assert!(typo.error_message().contains("`input.database.sourse`"), "{}", typo.error_message());
 
-    let extra = stack
-        .invoke("snapshot", &json!({"action": "prune", "config": config_for("cluster", "p"), "keep": 1}));
+    let extra = stack.invoke("snapshot", &json!({"action": "prune", "keep": 1}));
     assert_eq!(extra.error_type(), Some("InvalidInput"));
     assert!(extra.error_message().contains("`keep`"), "{}", extra.error_message());
 

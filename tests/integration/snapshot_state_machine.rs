@@ -4,18 +4,20 @@
 use std::time::Duration;
 
 use serde_json::json;
-use understudy_tests::accounts::deployed_defaults;
+use understudy_tests::deployment::{cross_account, fast_polls, write_config};
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines};
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Deploys the stack for `prod-aurora` (with a document that polls each second)
+/// and runs the snapshot machine with `input`.
 async fn run_snapshot_state_machine(stack: &LocalStack, input: serde_json::Value) -> Outcome {
     let accounts = Accounts::new(stack).await;
+    stack.deploy(&cross_account("cluster", "prod-aurora", ""));
+    write_config(&accounts.staging, &json!({"poll": fast_polls()})).await;
     let machines = StateMachines::new(&accounts.staging);
-    let arn = machines
-        .create("understudy-snapshot", "snapshot.asl.json", &deployed_defaults("cluster", "prod-aurora", 1))
-        .await;
+    let arn = machines.create("understudy-snapshot", "snapshot.asl.json", &[]).await;
     machines.start(&arn, "deploy-42", &input).await.finish(TIMEOUT).await
 }
 
@@ -69,7 +71,7 @@ async fn a_typo_in_the_input_fails_before_anything_is_made() {
 
     assert_eq!(outcome.status, "FAILED");
     assert_eq!(outcome.error.as_deref(), Some("InvalidInput"));
-    assert!(outcome.cause.as_deref().unwrap_or("").contains("config.retention.keep"), "{outcome:#?}");
+    assert!(outcome.cause.as_deref().unwrap_or("").contains("`input.retention.keep`"), "{outcome:#?}");
     assert_eq!(outcome.times_entered("Create the snapshot"), 0);
     let snapshots =
         accounts.production_rds().describe_db_cluster_snapshots().snapshot_type("manual").send().await;

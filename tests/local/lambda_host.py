@@ -191,6 +191,7 @@ class Instance:
         self._lock = threading.Lock()
         self._invocation: Invocation | None = None
         self._returncode: int | None = None  # set once the process has ended
+        self.generation = 0  # the deployment it was started for
         self._killed = False
         self._server = make_server("127.0.0.1", 0, self._runtime_api, threaded=True)
         stream = f"{datetime.now(timezone.utc):%Y/%m/%d}/[$LATEST]{secrets.token_hex(16)}"
@@ -321,13 +322,30 @@ class Function:
         self._lock = threading.Lock()
         self._idle: list[Instance] = []
         self._instances: set[Instance] = set()
+        self._generation = 0  # instances of an older deployment are not reused
+
+    def redeploy(self, config: FunctionConfig, env: dict[str, str]) -> None:
+        """New settings, as an UpdateFunctionConfiguration: idle instances end, busy
+        ones finish their invocation and end; later invocations start fresh ones."""
+        with self._lock:
+            self.config = config
+            self._env = env
+            self._generation += 1
+            idle, self._idle = self._idle, []
+            for instance in idle:
+                self._instances.discard(instance)
+        for instance in idle:
+            instance.kill()
 
     def invoke(self, payload: bytes) -> tuple[str, Outcome]:
-        invocation = Invocation(payload, self.config.settings.timeout)
+        with self._lock:
+            config, env, generation = self.config, self._env, self._generation
+        invocation = Invocation(payload, config.settings.timeout)
         instance = self._take_idle()
         if instance is None:
             try:
-                instance = Instance(self.config, self._env, self._log_path, self._region)
+                instance = Instance(config, env, self._log_path, self._region)
+                instance.generation = generation
             except OSError as error:
                 log.error("%s: cannot start %s (%s); is it built?", self.config.name,
                           self.config.binary, error.strerror)
@@ -345,10 +363,13 @@ class Function:
                  json.loads(outcome.payload).get("errorType", "error") if outcome.unhandled else "ok",
                  (time.monotonic() - started) * 1000)
         with self._lock:
-            if instance.usable:
+            current = instance.generation == self._generation
+            if instance.usable and current:
                 self._idle.append(instance)
             else:
                 self._instances.discard(instance)
+        if not current:
+            instance.kill()
         return invocation.request_id, outcome
 
     def _take_idle(self) -> Instance | None:
@@ -400,6 +421,7 @@ class InvokeHost:
 
     def __init__(self, configs: list[FunctionConfig], region: str, moto_endpoint: str, log_dir: Path):
         self.region = region
+        self.moto_endpoint = moto_endpoint
         self.functions = {
             config.name: Function(config, function_env(config, region, moto_endpoint), log_dir, region)
             for config in configs
@@ -433,6 +455,12 @@ class InvokeHost:
         if outcome.unhandled:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return Response(outcome.payload, 200, headers, content_type="application/json")
+
+    def redeploy(self, settings: dict[str, FunctionSettings]) -> None:
+        """Every function with the settings of a new deployment."""
+        for name, function in self.functions.items():
+            config = FunctionConfig(name, function.config.binary, settings.get(name, FunctionSettings()))
+            function.redeploy(config, function_env(config, self.region, self.moto_endpoint))
 
     def close(self) -> None:
         for function in self.functions.values():

@@ -1,10 +1,18 @@
-"""Per-function settings read from the SAM template, as the deployed stack would get them."""
+"""Per-function settings read from the SAM template, as the deployed stack would get them.
+
+Without parameters only literal environment variables are read. With a deployment
+(`Deployment`: parameter values, pseudo parameters, the physical names of resources)
+the variables' intrinsics are resolved as CloudFormation resolves them (Ref, Fn::If,
+Fn::Sub, Fn::Join and the condition functions), parameters checked against their
+AllowedPattern and AllowedValues first, as CloudFormation refuses a bad value."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import re
 
 import yaml
 
@@ -51,9 +59,110 @@ def load_template(path: Path) -> dict[str, Any]:
         return yaml.load(stream, Loader=_CloudFormationLoader) or {}
 
 
-def function_settings(template: dict[str, Any]) -> dict[str, FunctionSettings]:
+class TemplateError(ValueError):
+    """A deployment CloudFormation would refuse (a bad or missing parameter value)."""
+
+
+@dataclass(frozen=True)
+class Deployment:
+    """What a deployed stack resolves intrinsics with."""
+
+    parameters: dict[str, str]
+    pseudo: dict[str, str]
+    resources: dict[str, str]  # logical id -> physical name (what Ref answers)
+    attributes: dict[str, str] = field(default_factory=dict)  # "Logical.Attr" -> value
+
+
+def parameter_values(template: dict[str, Any], given: dict[str, str]) -> dict[str, str]:
+    """Every parameter's value: given, else its Default; checked as CloudFormation does."""
+    declared = _mapping(template.get("Parameters"))
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise TemplateError(f"Parameters: {unknown} do not exist in the template")
+    values = {}
+    for name, spec in declared.items():
+        spec = _mapping(spec)
+        if name in given:
+            value = str(given[name])
+        elif "Default" in spec:
+            value = str(spec["Default"])
+        else:
+            raise TemplateError(f"Parameters: [{name}] must have values")
+        pattern = spec.get("AllowedPattern")
+        if isinstance(pattern, str) and spec.get("Type") == "String" and not re.fullmatch(pattern, value):
+            raise TemplateError(f"Parameter '{name}' must match pattern {pattern}")
+        allowed = spec.get("AllowedValues")
+        if isinstance(allowed, list) and value not in [str(a) for a in allowed]:
+            raise TemplateError(f"Parameter '{name}' must be one of AllowedValues")
+        values[name] = value
+    return values
+
+
+def _resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> Any:
+    if isinstance(value, Intrinsic):
+        name = value.tag[1:]
+        return _resolve({f"Fn::{name}" if name != "Ref" else "Ref": value.value}, template, deployment)
+    if isinstance(value, list):
+        return [_resolve(v, template, deployment) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        return {k: _resolve(v, template, deployment) for k, v in value.items()}
+    (key, arg), = value.items()
+    if key == "Ref":
+        for source in (deployment.parameters, deployment.pseudo, deployment.resources):
+            if arg in source:
+                return source[arg]
+        raise TemplateError(f"Ref {arg}: unknown")
+    if key == "Fn::If":
+        condition, yes, no = arg
+        return _resolve(yes if _condition(condition, template, deployment) else no, template, deployment)
+    if key == "Fn::Sub":
+        text = arg if isinstance(arg, str) else arg[0]
+
+        def lookup(match: re.Match) -> str:
+            name = match.group(1)
+            for source in (deployment.parameters, deployment.pseudo, deployment.resources, deployment.attributes):
+                if name in source:
+                    return source[name]
+            raise TemplateError(f"Fn::Sub ${{{name}}}: unknown")
+
+        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lookup, text)
+    if key == "Fn::Join":
+        separator, items = arg
+        return separator.join(str(i) for i in _resolve(items, template, deployment))
+    if key in ("Fn::Equals", "Fn::Not", "Fn::Or", "Fn::And", "Condition"):
+        return _condition(value, template, deployment)
+    return {key: _resolve(arg, template, deployment)}
+
+
+def _condition(value: Any, template: dict[str, Any], deployment: Deployment) -> bool:
+    if isinstance(value, str):  # a condition's name
+        return _condition(_mapping(template.get("Conditions"))[value], template, deployment)
+    if isinstance(value, Intrinsic):
+        return _condition({f"Fn::{value.tag[1:]}" if value.tag != "!Condition" else "Condition": value.value},
+                          template, deployment)
+    (key, arg), = value.items()
+    if key == "Condition":
+        return _condition(arg, template, deployment)
+    if key == "Fn::Equals":
+        left, right = (_resolve(a, template, deployment) for a in arg)
+        return str(left) == str(right)
+    if key == "Fn::Not":
+        return not _condition(arg[0], template, deployment)
+    if key == "Fn::Or":
+        return any(_condition(a, template, deployment) for a in arg)
+    if key == "Fn::And":
+        return all(_condition(a, template, deployment) for a in arg)
+    raise TemplateError(f"unsupported condition {key}")
+
+
+def function_settings(
+    template: dict[str, Any], deployment: Deployment | None = None
+) -> dict[str, FunctionSettings]:
     """Settings of every AWS::Serverless::Function, keyed by the binary it runs: the
-    cargo-lambda `Metadata.BuildProperties.Binary`, or else the basename of `CodeUri`."""
+    cargo-lambda `Metadata.BuildProperties.Binary`, or else the basename of `CodeUri`.
+    With a `deployment`, environment intrinsics are resolved; without, skipped."""
     globals_ = _mapping(_mapping(template.get("Globals")).get("Function"))
     settings = {}
     for resource in _mapping(template.get("Resources")).values():
@@ -67,7 +176,7 @@ def function_settings(template: dict[str, Any]) -> dict[str, FunctionSettings]:
         timeout = _number(properties.get("Timeout"), _number(globals_.get("Timeout"), None))
         memory = _number(properties.get("MemorySize"), _number(globals_.get("MemorySize"), None))
         # SAM merges Globals' variables with the function's own, the function's winning.
-        env = _literal_variables(globals_) | _literal_variables(properties)
+        env = _variables(globals_, template, deployment) | _variables(properties, template, deployment)
         settings[name] = FunctionSettings(
             timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout,
             memory=DEFAULT_MEMORY_MB if memory is None else int(memory),
@@ -88,10 +197,15 @@ def _binary_name(resource: dict[str, Any], properties: dict[str, Any]) -> str | 
     return None
 
 
-def _literal_variables(properties: dict[str, Any]) -> dict[str, str]:
+def _variables(properties: dict[str, Any], template: dict[str, Any], deployment: Deployment | None) -> dict[str, str]:
     variables = _mapping(_mapping(properties.get("Environment")).get("Variables"))
     literal = {}
     for key, value in variables.items():
+        if deployment is not None and isinstance(value, (Intrinsic, dict)):
+            try:
+                value = _resolve(value, template, deployment)
+            except (TemplateError, KeyError, TypeError, ValueError):
+                continue  # a resource the local stack does not make: left out, as without a deployment
         # CloudFormation passes scalars on as strings, YAML booleans spelt in lower case.
         if isinstance(value, bool):
             literal[key] = "true" if value else "false"

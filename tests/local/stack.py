@@ -202,6 +202,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 )
 from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
+import deploy  # noqa: E402
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
 import rds_status  # noqa: E402
@@ -255,9 +256,10 @@ def moto_app() -> Callable:
     return s3_faults.wrap(traffic.Interceptor(DomainDispatcherApplication(create_app)))
 
 
-def control_apps(region: str) -> dict[str, Callable]:
+def control_apps(region: str, deployer: deploy.Deployer) -> dict[str, Callable]:
     """The invoke host's /understudy/* endpoints, by path."""
     return {
+        "/understudy/deploy": deployer.app,
         "/understudy/slow-polls": slow_transitions.control_app,
         "/understudy/faults": traffic.faults_app,
         "/understudy/requests": traffic.requests_app,
@@ -310,8 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     moto_server = make_server("127.0.0.1", 0, moto, threaded=True, request_handler=MotoRequestHandler)
     moto_endpoint = f"http://127.0.0.1:{moto_server.server_port}"
     host = lambda_host.InvokeHost(configs, args.region, moto_endpoint, log_dir)
+    deployer = deploy.Deployer(args.template, host, args.region)
     invoke_server = make_server(
-        "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region)), threaded=True,
+        "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region, deployer)), threaded=True,
         request_handler=MotoRequestHandler,
     )
     # moto's Step Functions engine sends lambda:invoke to localhost:MOTO_PORT.
@@ -323,6 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 
     serve(moto_server)
     serve(invoke_server)
+    try:
+        deployer.deploy({})  # the template's defaults, until a test deploys its own
+    except sam_template.TemplateError as error:
+        logging.warning("not deployed with the template's defaults: %s", error)
     print(
         f"export UNDERSTUDY_MOTO_ENDPOINT={moto_endpoint}\n"
         f"export UNDERSTUDY_INVOKE_ENDPOINT=http://127.0.0.1:{invoke_server.server_port}\n"

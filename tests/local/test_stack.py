@@ -291,12 +291,27 @@ class LocalStackTest(StackTestCase):
             "DRY_RUN": "false",
             "GLOBAL_SETTING": "from-globals",
             "UNDERSTUDY_TEST_MARKER": "passed-through",
+            # Intrinsics resolved as CloudFormation would, from the parameter's default
+            # (the stack deploys the template's defaults when it starts).
+            "DEPLOYED_NAME": "understudy-test",
+            "TABLE": "test",
         }
         self.assertEqual({key: env.get(key) for key in expected}, expected)
-        # Values only a deployment knows (!Ref, !Sub) are left out, as is any session token.
-        for absent in ("TABLE", "DEPLOYED_NAME", "AWS_SESSION_TOKEN"):
+        for absent in ("AWS_SESSION_TOKEN",):
             self.assertNotIn(absent, env)
         self.assertTrue(env["AWS_LAMBDA_RUNTIME_API"].startswith("127.0.0.1:"))
+
+    def test_a_deployment_resolves_parameters_and_refuses_what_cloudformation_would(self) -> None:
+        status, deployed = self.control("/understudy/deploy", {"parameters": {"Environment": "qa"}})
+        try:
+            self.assertEqual(status, 200, deployed)
+            env = self.invoke("echo")[2]["env"]
+            self.assertEqual((env["DEPLOYED_NAME"], env["TABLE"]), ("understudy-qa", "qa"))
+        finally:
+            self.assertEqual(self.control("/understudy/deploy", {"parameters": {}})[0], 200)
+        status, refused = self.control("/understudy/deploy", {"parameters": {"Colour": "blue"}})
+        self.assertEqual(status, 400, refused)
+        self.assertIn("Colour", refused["message"])
 
     def test_instances_stay_warm_and_run_in_parallel(self) -> None:
         first = self.invoke("echo")[2]["pid"]

@@ -9,9 +9,14 @@
 //!   deletes the target's extras in batches of 1000. Before the Lambda deadline
 //!   it stops taking work and returns a resume token; `next` is the request to
 //!   send next (null when done).
-//! - `plan`: turns `config.buckets`-style entries into the first `mirror`
+//! - `plan`: turns the run's bucket pairs (the deployed `MirrorBuckets`, or
+//!   those the execution input's `buckets` chose) into the first `mirror`
 //!   request of each key range (`shards` ranges per bucket), for the state
 //!   machines' `Map` states.
+//!
+//! A `mirror` request names its buckets, but only a deployed pair is mirrored
+//! (`GuardRailViolation` otherwise), and the target must carry the stack's
+//! staging tag.
 
 mod filter;
 mod plan;
@@ -24,8 +29,9 @@ use serde_json::Value;
 use tokio::time::Instant;
 use understudy_shared::answer::{schema_of, to_answer, MAX_ANSWER_BYTES};
 use understudy_shared::aws::{s3_client, AwsContext};
-use understudy_shared::config::{BucketMirror, StagingAccount, TagSelector};
+use understudy_shared::deployment::Deployment;
 use understudy_shared::request::ActionRequest;
+use understudy_shared::settings::{ConfigRef, Settings};
 use understudy_shared::{Error, Result};
 
 pub use filter::KeyFilter;
@@ -103,9 +109,6 @@ pub struct MirrorRequest {
     /// Part size of those copies (5 MiB - 5 GiB).
     #[serde(default = "default_part_size")]
     pub part_size_bytes: u64,
-    /// The tag the target bucket must carry.
-    #[serde(default)]
-    pub tag: TagSelector,
     /// Where to go on: the `resume` of the previous answer (or a range from
     /// `plan`); absent to start the copy phase of the whole prefix.
     #[serde(default)]
@@ -159,29 +162,22 @@ impl MirrorRequest {
     }
 }
 
-/// `{"action": "plan", "buckets": [...], "tag": {...}, "shards": 8}`
+/// `{"action": "plan", "config": {"input": {...}}, "shards": 8}`: the deployed
+/// bucket pairs (`MirrorBuckets`) the input chose, with the document's filters.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlanRequest {
-    /// What to mirror (the config document's `buckets`).
-    pub buckets: Vec<BucketMirror>,
-    /// The staging tag (the config document's `tag`).
+    /// The run's configuration reference: the execution input (`buckets`,
+    /// `dry_run`) and the document version.
     #[serde(default)]
-    pub tag: TagSelector,
+    pub config: ConfigRef,
     /// Key ranges per bucket (1 = no listing, one range). A numeric string is
     /// accepted too (definition substitutions are strings).
     #[serde(default = "one", deserialize_with = "number_or_numeric_string")]
     pub shards: usize,
-    /// Passed on to every request (see [`MirrorRequest`]).
-    #[serde(default)]
-    pub dry_run: bool,
     /// Passed on (see [`MirrorRequest`]); default the function's.
     #[serde(default)]
     pub concurrency: Option<usize>,
-    /// The staging account section of the config (accepted and ignored, so the
-    /// config document's sections can be passed as they are).
-    #[serde(default)]
-    pub staging: Option<StagingAccount>,
 }
 
 fn one() -> usize {
@@ -291,17 +287,19 @@ impl Plan {
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct MirrorFunction {
     aws: AwsContext,
+    settings: Settings,
 }
 
 impl MirrorFunction {
     /// A handler using `aws` (staging's own credentials) for every call.
     pub fn new(aws: AwsContext) -> Self {
-        Self { aws }
+        let settings = Settings::from_env(aws.base());
+        Self { aws, settings }
     }
 
     fn client(&self) -> aws_sdk_s3::Client {
         use aws_sdk_s3::config::retry::RetryConfig;
-        let base = s3_client(&self.aws.staging(&StagingAccount::default()));
+        let base = s3_client(self.aws.base());
         // SlowDown and 5xx are retried with exponential backoff and jitter by the SDK.
         let retry = RetryConfig::standard()
             .with_max_attempts(8)
@@ -314,12 +312,45 @@ impl MirrorFunction {
     pub async fn handle(&self, payload: Value, deadline: Instant) -> Result<Value> {
         match MirrorFunctionRequest::parse(payload)? {
             MirrorFunctionRequest::Mirror(request) => {
-                to_answer(&sync::run(self.client(), *request, deadline).await?)
+                let deployment = self.settings.deployment()?;
+                ensure_deployed_pair(deployment, &request)?;
+                to_answer(&sync::run(self.client(), *request, &deployment.tag, deadline).await?)
             }
             MirrorFunctionRequest::Plan(request) => {
-                to_answer(&sync::plan(self.client(), request, deadline).await?)
+                let config = self.settings.load(&request.config).await?;
+                if config.buckets.is_empty() {
+                    return Err(Error::InvalidInput(
+                        "invalid input at `config.buckets`: nothing to mirror: the stack's MirrorBuckets names no bucket pair"
+                            .into(),
+                    ));
+                }
+                to_answer(&sync::plan(self.client(), request, &config, deadline).await?)
             }
         }
+    }
+}
+
+/// A `mirror` request may only write a staging bucket of a deployed pair, from
+/// that pair's source and prefix: the pairs are trust settings (`MirrorBuckets`),
+/// whatever a request says.
+fn ensure_deployed_pair(deployment: &Deployment, request: &MirrorRequest) -> Result<()> {
+    let deployed = deployment.pair(&request.target.bucket).is_some_and(|pair| {
+        pair.source == request.source.bucket
+            && pair.prefix == request.source.prefix
+            && pair.prefix == request.target.prefix
+    });
+    if deployed {
+        Ok(())
+    } else {
+        Err(Error::GuardRailViolation(format!(
+            "refusing to mirror s3://{}/{} into s3://{}/{}: not a bucket pair of the deployed stack \
+             (MirrorBuckets targets: {})",
+            request.source.bucket,
+            request.source.prefix,
+            request.target.bucket,
+            request.target.prefix,
+            deployment.targets()
+        )))
     }
 }
 

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use understudy_shared::config::{EnvironmentConfig, TagSelector};
 use understudy_shared::{Error, Result};
 
 use crate::filter::KeyFilter;
@@ -172,13 +173,14 @@ fn stop_taking_work_at(deadline: Instant) -> Instant {
 pub async fn run(
     s3: aws_sdk_s3::Client,
     request: MirrorRequest,
+    tag: &TagSelector,
     deadline: Instant,
 ) -> Result<MirrorResponse> {
     let stop_at = stop_taking_work_at(deadline);
     let filter = KeyFilter::new(&request.include, &request.exclude)?;
     let token = request.resume.clone().unwrap_or_default();
     let buckets = Arc::new(Buckets::new(s3, request.source.clone(), request.target.clone()));
-    buckets.check_guard_rails(&request.tag).await?;
+    buckets.check_guard_rails(tag).await?;
 
     let mut counts = token.counts.clone();
     let mut extras = token.extras;
@@ -442,10 +444,15 @@ async fn delete_phase(
 }
 
 /// `plan`: the first `mirror` request of each key range of each bucket.
-pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instant) -> Result<Plan> {
+pub async fn plan(
+    s3: aws_sdk_s3::Client,
+    request: PlanRequest,
+    config: &EnvironmentConfig,
+    deadline: Instant,
+) -> Result<Plan> {
     let stop_at = stop_taking_work_at(deadline);
     let mut requests = Vec::new();
-    for (index, bucket) in request.buckets.iter().enumerate() {
+    for bucket in &config.buckets {
         let source = Location { bucket: bucket.source.clone(), prefix: bucket.prefix.clone() };
         let target = Location { bucket: bucket.target.clone(), prefix: bucket.prefix.clone() };
         let mut mirror = MirrorRequest {
@@ -454,18 +461,17 @@ pub async fn plan(s3: aws_sdk_s3::Client, request: PlanRequest, deadline: Instan
             include: bucket.include.clone(),
             exclude: bucket.exclude.clone(),
             delete: true,
-            dry_run: request.dry_run,
+            dry_run: config.dry_run,
             compare: CompareMode::default(),
             concurrency: request.concurrency.unwrap_or(crate::DEFAULT_CONCURRENCY),
             multipart_threshold_bytes: crate::DEFAULT_MULTIPART_THRESHOLD,
             part_size_bytes: crate::DEFAULT_PART_SIZE,
-            tag: request.tag.clone(),
             resume: None,
         };
         mirror.check().map_err(|err| match err {
             Error::InvalidInput(message) => Error::InvalidInput(message.replacen(
                 "invalid input at `",
-                &format!("invalid input at `buckets[{index}]."),
+                &format!("invalid input at `config.mirror.{}.", bucket.target),
                 1,
             )),
             other => other,

@@ -39,6 +39,7 @@ use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseConfig, DatabaseKind, EnvironmentConfig};
 use understudy_shared::rds::{arn_account, SnapshotRef, SnapshotStatus, Snapshots};
 use understudy_shared::request::ActionRequest;
+use understudy_shared::settings::{ConfigRef, Settings};
 use understudy_shared::tags::{self, tag_value};
 use understudy_shared::{guard, Error, Result};
 
@@ -48,6 +49,7 @@ pub use naming::{retired_identifier, temporary_identifier};
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct RestoreFunction {
     aws: AwsContext,
+    settings: Settings,
 }
 
 /// `{"action": "check" | "wake-live" | "retire" | "return-to-sleep" | "undo", "run_id", "config"}`
@@ -56,8 +58,9 @@ pub struct RestoreFunction {
 pub struct RunRequest {
     /// The run (execution name).
     pub run_id: String,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "copy" | "restore", "run_id", "snapshot": {kind, identifier or ARN}, "config"}`
@@ -68,8 +71,9 @@ pub struct SnapshotRequest {
     pub run_id: String,
     /// The snapshot shared with staging (its ARN), or staging's copy of it.
     pub snapshot: SnapshotRef,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "status", "snapshot": {...}}` or `{"action": "status", "database": {...}}`, plus `config`.
@@ -82,8 +86,9 @@ pub struct StatusRequest {
     /// A database to look at.
     #[serde(default)]
     pub database: Option<DatabaseRef>,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "prepare", "run_id", "database": {kind, identifier}, "config"}`
@@ -94,8 +99,9 @@ pub struct PrepareRequest {
     pub run_id: String,
     /// The temporary database (`restore`'s answer).
     pub database: DatabaseRef,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "swap", "step": "aside" | "in", "run_id", "config"}`
@@ -106,8 +112,9 @@ pub struct SwapRequest {
     pub step: SwapStep,
     /// The run (execution name).
     pub run_id: String,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// The two renames of a swap.
@@ -357,17 +364,11 @@ pub struct Refresh {
 }
 
 impl Refresh {
-    /// A refresh of the config document `config` through staging's `rds`.
-    pub fn new(config: Value, rds: aws_sdk_rds::Client) -> Result<Self> {
-        Self::with_config(EnvironmentConfig::from_value(config)?, rds)
-    }
-
-    fn with_config(config: EnvironmentConfig, rds: aws_sdk_rds::Client) -> Result<Self> {
+    /// A refresh with the effective configuration `config` through staging's `rds`.
+    pub fn with_config(config: EnvironmentConfig, rds: aws_sdk_rds::Client) -> Result<Self> {
         let database = config.require_database()?;
         database.check_refresh()?;
-        if let Some(staging) = &config.staging.account_id {
-            ensure_staging_is_not_production(&config, staging)?;
-        }
+        ensure_staging_is_not_production(&config, &config.staging.account_id)?;
         Ok(Self {
             databases: Databases::new(rds.clone(), database.kind),
             snapshots: Snapshots::new(rds, database.kind),
@@ -387,12 +388,7 @@ impl Refresh {
     /// staging's (so it is reached by ARN and, if encrypted, copied first).
     fn is_foreign(&self, reference: &str) -> bool {
         let Some(owner) = arn_account(reference) else { return false };
-        let production = &self.config.production;
-        match (&self.config.staging.account_id, &production.role_arn) {
-            (Some(staging), _) => owner != staging,
-            (None, Some(_)) => owner == production.account_id,
-            (None, None) => false,
-        }
+        owner != self.config.staging.account_id
     }
 
     /// The tags on everything this run makes in staging.
@@ -535,8 +531,8 @@ fn ensure_staging_is_not_production(config: &EnvironmentConfig, staging_account:
         let target = config.database.as_ref().and_then(|d| d.target.as_deref()).unwrap_or("the target");
         return Err(Error::GuardRailViolation(format!(
             "refusing to refresh `{target}`: staging runs in account {staging_account}, which is the production \
-             account (config.production.account_id; a production role is configured, so production must be \
-             another account)"
+             account (stack parameters StagingAccountId and ProductionAccountId; a production role is configured, \
+             so production must be another account)"
         )));
     }
     Ok(())
@@ -584,7 +580,8 @@ fn is_asleep(status: &str) -> bool {
 impl RestoreFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
-        Self { aws }
+        let settings = Settings::from_env(aws.base());
+        Self { aws, settings }
     }
 
     /// Handles one invocation.
@@ -603,8 +600,8 @@ impl RestoreFunction {
         }
     }
 
-    fn load(&self, config: Value) -> Result<Refresh> {
-        let config = EnvironmentConfig::from_value(config)?;
+    async fn load(&self, config: &ConfigRef) -> Result<Refresh> {
+        let config = self.settings.load(config).await?;
         let rds = rds_client(&self.aws.staging(&config.staging));
         Refresh::with_config(config, rds)
     }
@@ -612,10 +609,14 @@ impl RestoreFunction {
     /// Read-only: the guard rails on the live staging database, so a run that
     /// would be refused later is refused before it makes anything.
     async fn check(&self, request: RunRequest) -> Result<LiveCheck> {
-        let refresh = self.load(request.config)?;
-        if refresh.config.staging.account_id.is_none() && refresh.config.production.role_arn.is_some() {
-            let own_account = self.own_account(&refresh).await?;
-            ensure_staging_is_not_production(&refresh.config, &own_account)?;
+        let refresh = self.load(&request.config).await?;
+        let own_account = self.own_account(&refresh).await?;
+        if own_account != refresh.config.staging.account_id {
+            return Err(Error::GuardRailViolation(format!(
+                "refusing to refresh: the functions run in account {own_account}, but the stack's StagingAccountId is {} \
+                 (production's snapshot would be shared with that account, not this one)",
+                refresh.config.staging.account_id
+            )));
         }
         let target = refresh.target();
         let live = refresh.databases.find(target).await?;
@@ -648,7 +649,7 @@ impl RestoreFunction {
     /// A shared, encrypted instance snapshot must be copied (with a key staging
     /// owns) before AWS restores it; every other snapshot restores as shared.
     async fn copy(&self, request: SnapshotRequest) -> Result<Restorable> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let foreign = refresh.is_foreign(&request.snapshot.identifier);
         let mut snapshot = request.snapshot;
         if !foreign {
@@ -683,12 +684,12 @@ impl RestoreFunction {
     }
 
     async fn restore(&self, request: SnapshotRequest) -> Result<Restored> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         refresh.restore_temporary(&request.run_id, &request.snapshot).await
     }
 
     async fn status(&self, request: StatusRequest) -> Result<StatusAnswer> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let rds = rds_client(&self.aws.staging(&config.staging));
         match (request.snapshot, request.database) {
             (Some(snapshot), None) => Ok(StatusAnswer::Snapshot(
@@ -712,7 +713,7 @@ impl RestoreFunction {
     /// Staging's own master password on the temporary database, before it goes
     /// live. The password is read from Secrets Manager and never logged or returned.
     async fn prepare(&self, request: PrepareRequest) -> Result<Prepared> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let database = refresh.databases.find(&request.database.identifier).await?.ok_or_else(|| {
             Error::DatabaseNotFound(format!("`{}` does not exist", request.database.identifier))
         })?;
@@ -754,11 +755,11 @@ impl RestoreFunction {
     }
 
     async fn wake_live(&self, request: RunRequest) -> Result<WokenLive> {
-        self.load(request.config)?.wake_live().await
+        self.load(&request.config).await?.wake_live().await
     }
 
     async fn swap(&self, request: SwapRequest) -> Result<Swapped> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let kind = refresh.databases.kind();
         let target = refresh.target().to_owned();
         let retired = retired_identifier(&target, &request.run_id);
@@ -816,7 +817,7 @@ impl RestoreFunction {
     /// Deletes every retired database of the target: this run's, and any an
     /// earlier run left behind after a late failure.
     async fn retire(&self, request: RunRequest) -> Result<Retired> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let target = refresh.target().to_owned();
         let settings = refresh.database().retire.clone();
         let mut retired: Vec<DatabaseSummary> = refresh
@@ -855,7 +856,7 @@ impl RestoreFunction {
     }
 
     async fn return_to_sleep(&self, request: RunRequest) -> Result<ReturnedToSleep> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let live = refresh
             .databases
             .find(refresh.target())
@@ -878,7 +879,7 @@ impl RestoreFunction {
     /// staging copy. After a complete swap there is nothing to undo: the new
     /// database stays live and the retired one waits for the next run's `retire`.
     pub async fn undo(&self, request: RunRequest) -> Result<Undone> {
-        let refresh = self.load(request.config)?;
+        let refresh = self.load(&request.config).await?;
         let target = refresh.target().to_owned();
         let retired = retired_identifier(&target, &request.run_id);
         let temporary = temporary_identifier(&target, &request.run_id);

@@ -17,7 +17,8 @@ use aws_sdk_rds::types::{DbCluster, DbClusterSnapshot, Tag};
 use aws_sdk_rds::Client;
 use aws_smithy_mocks::{create_mock_http_client, mock, MockResponseInterceptor, Rule, RuleMode};
 use serde_json::json;
-use understudy_shared::config::DatabaseKind;
+use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
+use understudy_shared::deployment::Deployment;
 use understudy_shared::rds::{SnapshotRef, Snapshots};
 use understudy_shared::Error;
 
@@ -46,13 +47,13 @@ fn meta(code: &str) -> ErrorMetadata {
 }
 
 fn refresh(rds: Client) -> Refresh {
-    let config = json!({
-        "production": {"account_id": "111111111111", "role_arn": "arn:aws:iam::111111111111:role/understudy-production"},
-        "staging": {"account_id": "222222222222"},
+    let deployment = Deployment::example();
+    let document = json!({
         "database": {"kind": "cluster", "source": "production-aurora", "target": "staging-aurora",
                      "password": {"managed": true}},
     });
-    Refresh::new(config, rds).unwrap()
+    let config = EnvironmentConfig::assemble(&deployment, Some(&document), &json!({})).unwrap();
+    Refresh::with_config(config, rds).unwrap()
 }
 
 fn shared_snapshot_listing() -> Rule {

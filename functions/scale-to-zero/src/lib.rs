@@ -1,9 +1,12 @@
 //! The scale-to-zero function: puts staging to sleep at near-zero cost and
 //! wakes it exactly as it was.
 //!
-//! Actions (every request carries `config`, the environment document; only its
-//! `environment`, `staging`, `tag`, `scale` and `poll` sections are read):
-//! - `validate`: the document with every default filled in;
+//! Actions (every request carries `config`, the run's configuration reference;
+//! only the `scale` and `poll` sections and the stack's staging settings are read):
+//! - `begin`: the first task of the `sleep`, `wake` and `restop` machines: checks
+//!   the input and the configuration, pins the document version, answers the
+//!   reference, the wait plans and whether the idle check runs;
+//! - `validate`: the effective configuration, for operators;
 //! - `sleep`: ECS services to 0 tasks (and their Application Auto Scaling range
 //!   to 0–0), Auto Scaling groups to 0/0/0, EC2 instances stopped, RDS
 //!   instances and Aurora clusters stopped (or Serverless v2 at 0 ACU). What
@@ -38,9 +41,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use understudy_shared::answer::{schema_of, to_answer, MAX_LISTED};
 use understudy_shared::aws::AwsContext;
+use understudy_shared::config::EnvironmentConfig;
 use understudy_shared::config::Validated;
 use understudy_shared::request::ActionRequest;
-use understudy_shared::scale::ScaleDocument;
+use understudy_shared::settings::{BeginRequest, Begun, ConfigRef, Settings, ValidateRequest};
 use understudy_shared::tags;
 use understudy_shared::{Error, Result};
 
@@ -57,12 +61,13 @@ use crate::restop::{RestopAnswer, RestopDatabase, RestopOutcome};
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Every action, in the order the module doc lists them.
-pub const ACTIONS: &[&str] = &["validate", "sleep", "wake", "status", "check-idle", "restop"];
+pub const ACTIONS: &[&str] = &["begin", "validate", "sleep", "wake", "status", "check-idle", "restop"];
 
 /// The schema of each action's answer, for the state machines' contract test.
 pub fn answer_schema(action: &str) -> Option<Schema> {
     Some(match action {
-        "validate" => schema_of::<Validated<ScaleDocument>>(),
+        "begin" => schema_of::<Begun>(),
+        "validate" => schema_of::<Validated>(),
         "sleep" => schema_of::<Report>(),
         "wake" => schema_of::<WakeReport>(),
         "status" => schema_of::<StatusReport>(),
@@ -72,12 +77,13 @@ pub fn answer_schema(action: &str) -> Option<Schema> {
     })
 }
 
-/// `{"action": "validate" | "sleep" | "status" | "check-idle", "config": {...}}`
+/// `{"action": "sleep" | "status" | "check-idle", "config": {...}}`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigRequest {
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// Which resources `wake` acts on.
@@ -113,8 +119,9 @@ pub struct WakeRequest {
     /// Which resources (default all).
     #[serde(default)]
     pub phase: Phase,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "restop", "event": {EventBridge RDS event}, "config": {...}}`
@@ -123,15 +130,18 @@ pub struct WakeRequest {
 pub struct RestopRequest {
     /// The RDS event as EventBridge delivers it.
     pub event: Value,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// The function's requests, by action.
 #[derive(Debug)]
 pub enum ScaleRequest {
-    /// The document with defaults filled in.
-    Validate(ConfigRequest),
+    /// Start a run.
+    Begin(BeginRequest),
+    /// The effective configuration.
+    Validate(ValidateRequest),
     /// Put staging to sleep.
     Sleep(ConfigRequest),
     /// Wake staging.
@@ -149,6 +159,7 @@ impl ScaleRequest {
     pub fn parse(payload: Value) -> Result<Self> {
         let request = ActionRequest::new(payload)?;
         match request.action() {
+            "begin" => request.fields().map(Self::Begin),
             "validate" => request.fields().map(Self::Validate),
             "sleep" => request.fields().map(Self::Sleep),
             "wake" => request.fields().map(Self::Wake),
@@ -273,6 +284,7 @@ fn condition_name(condition: Condition) -> String {
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct ScaleFunction {
     aws: AwsContext,
+    settings: Settings,
 }
 
 /// The machines whose `validate` this function runs: their waits must fit their history.
@@ -281,43 +293,45 @@ const VALIDATED_MACHINES: &[&str] = &["sleep", "wake", "restop"];
 impl ScaleFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
-        Self { aws }
+        let settings = Settings::from_env(aws.base());
+        Self { aws, settings }
     }
 
     /// Handles one invocation.
     pub async fn handle(&self, payload: Value) -> Result<Value> {
         match ScaleRequest::parse(payload)? {
+            ScaleRequest::Begin(request) => {
+                to_answer(&self.settings.begin(request.input, VALIDATED_MACHINES).await?.0)
+            }
             ScaleRequest::Validate(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
-                let poll = document.poll.clone();
-                to_answer(&Validated::new(document, &poll, VALIDATED_MACHINES)?)
+                to_answer(&self.settings.validate(&request.config, VALIDATED_MACHINES).await?)
             }
             ScaleRequest::Sleep(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
+                let document = self.settings.load(&request.config).await?;
                 to_answer(&sleep(&self.clients(&document), &document).await?)
             }
             ScaleRequest::Wake(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
+                let document = self.settings.load(&request.config).await?;
                 to_answer(&wake(&self.clients(&document), &document, request.phase).await?)
             }
             ScaleRequest::Status(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
+                let document = self.settings.load(&request.config).await?;
                 to_answer(&status(&self.clients(&document), &document).await?)
             }
             ScaleRequest::CheckIdle(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
+                let document = self.settings.load(&request.config).await?;
                 let cloudwatch = idle::CloudWatch(aws_sdk_cloudwatch::Client::new(&self.config(&document)));
                 to_answer(&idle::check_idle(&cloudwatch, &document.scale.idle, SystemTime::now()).await?)
             }
             ScaleRequest::Restop(request) => {
-                let document = ScaleDocument::from_value(request.config)?;
+                let document = self.settings.load(&request.config).await?;
                 let event = restop::parse_event(request.event)?;
                 to_answer(&restop_database(&self.clients(&document), &document, &event).await?)
             }
         }
     }
 
-    fn config(&self, document: &ScaleDocument) -> SdkConfig {
+    fn config(&self, document: &EnvironmentConfig) -> SdkConfig {
         self.aws
             .staging(&document.staging)
             .into_builder()
@@ -325,19 +339,19 @@ impl ScaleFunction {
             .build()
     }
 
-    fn clients(&self, document: &ScaleDocument) -> Clients {
+    fn clients(&self, document: &EnvironmentConfig) -> Clients {
         Clients::new(&self.config(document))
     }
 }
 
-async fn find(clients: &Clients, document: &ScaleDocument, kinds: &[Kind]) -> Result<Vec<Resource>> {
+async fn find(clients: &Clients, document: &EnvironmentConfig, kinds: &[Kind]) -> Result<Vec<Resource>> {
     let selection = select(clients, &document.scale, &document.tag, kinds).await?;
     describe(clients, &selection, &document.tag).await
 }
 
 /// Puts every selected resource to sleep: services, groups and instances first,
 /// databases after them.
-pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Report> {
+pub async fn sleep(clients: &Clients, document: &EnvironmentConfig) -> Result<Report> {
     let resources = find(clients, document, ALL_KINDS).await?;
     let now = tags::now_rfc3339();
     // Every plan first: a config that cannot be honoured fails before any call.
@@ -352,7 +366,7 @@ pub async fn sleep(clients: &Clients, document: &ScaleDocument) -> Result<Report
 }
 
 /// Wakes the resources of `phase`.
-pub async fn wake(clients: &Clients, document: &ScaleDocument, phase: Phase) -> Result<WakeReport> {
+pub async fn wake(clients: &Clients, document: &EnvironmentConfig, phase: Phase) -> Result<WakeReport> {
     let resources = find(clients, document, phase.kinds()).await?;
     let (databases, others): (Vec<_>, Vec<_>) =
         resources.iter().map(|r| (r, plan_wake(r))).partition(|(r, _)| r.kind.is_database());
@@ -394,7 +408,7 @@ async fn carry_out(
 /// database is available; the first error (terminal ones first) when any failed.
 fn report(
     action: &str,
-    document: &ScaleDocument,
+    document: &EnvironmentConfig,
     results: Vec<(Entry, Option<Error>)>,
 ) -> Result<(Report, bool)> {
     let mut entries: Vec<Entry> = Vec::with_capacity(results.len());
@@ -452,13 +466,13 @@ fn report(
 }
 
 /// Asleep, awake or mixed, per resource and for the environment.
-pub async fn status(clients: &Clients, document: &ScaleDocument) -> Result<StatusReport> {
+pub async fn status(clients: &Clients, document: &EnvironmentConfig) -> Result<StatusReport> {
     let resources = find(clients, document, ALL_KINDS).await?;
     Ok(status_report(document, &resources))
 }
 
 /// The `status` answer for observed resources.
-pub fn status_report(document: &ScaleDocument, resources: &[Resource]) -> StatusReport {
+pub fn status_report(document: &EnvironmentConfig, resources: &[Resource]) -> StatusReport {
     let mut rows = Vec::with_capacity(resources.len());
     let (mut databases_available, mut services_stable) = (true, true);
     let mut conditions = Vec::with_capacity(resources.len());
@@ -532,7 +546,7 @@ fn detail(resource: &Resource) -> Value {
 /// once it is available.
 pub async fn restop_database(
     clients: &Clients,
-    document: &ScaleDocument,
+    document: &EnvironmentConfig,
     event: &restop::RdsEvent,
 ) -> Result<RestopAnswer> {
     let Some((kind, identifier)) = restop::restarted_database(event) else {
@@ -565,6 +579,7 @@ mod tests {
 
     use super::*;
     use crate::model::State;
+    use understudy_shared::deployment::Deployment;
 
     fn service(n: usize) -> Resource {
         Resource {
@@ -588,7 +603,7 @@ mod tests {
 
     #[test]
     fn answers_for_2000_resources_stay_small_and_list_what_needs_attention() {
-        let document = ScaleDocument::from_value(json!({})).unwrap();
+        let document = EnvironmentConfig::assemble(&Deployment::example(), None, &json!({})).unwrap();
         let resources: Vec<Resource> = (0..2000).map(service).collect();
         let results = resources
             .iter()

@@ -210,7 +210,7 @@ mod tests {
 
     #[test]
     fn a_sleeping_staging_database_is_stopped_once_available() {
-        let staging = TagSelector::default();
+        let staging = understudy_shared::deployment::Deployment::example().tag;
         let asleep = [("understudy:environment", "staging"), ("understudy:sleep:state", "asleep")];
         assert_eq!(decide(Some(&db("available", &asleep)), &staging), None);
         let waiting = decide(Some(&db("starting", &asleep)), &staging).unwrap();

@@ -23,12 +23,14 @@ use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseKind, EnvironmentConfig};
 use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
 use understudy_shared::request::ActionRequest;
+use understudy_shared::settings::{ConfigRef, Settings};
 use understudy_shared::tags::{self, tag_value};
 use understudy_shared::{guard, Error, Result};
 
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct ShareFunction {
     aws: AwsContext,
+    settings: Settings,
 }
 
 /// `{"action": "share" | "cleanup", "run_id", "snapshot": {kind, identifier}, "config"}`
@@ -39,8 +41,9 @@ pub struct ShareRequest {
     pub run_id: String,
     /// The production snapshot understudy made (the snapshot stage's output).
     pub snapshot: SnapshotRef,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "status", "snapshot": {kind, identifier}, "config"}`
@@ -49,8 +52,9 @@ pub struct ShareRequest {
 pub struct StatusRequest {
     /// The snapshot being copied (`share`'s answer).
     pub snapshot: SnapshotRef,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// The function's requests, by action.
@@ -128,7 +132,8 @@ pub fn share_copy_identifier(identifier: &str) -> String {
 impl ShareFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
-        Self { aws }
+        let settings = Settings::from_env(aws.base());
+        Self { aws, settings }
     }
 
     /// Handles one invocation.
@@ -145,7 +150,7 @@ impl ShareFunction {
     }
 
     async fn share(&self, request: ShareRequest) -> Result<Shared> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let database = config.require_database()?;
         let kind = request.snapshot.kind;
         let production = self.production(&config).await?;
@@ -238,7 +243,7 @@ impl ShareFunction {
     }
 
     async fn status(&self, request: StatusRequest) -> Result<SnapshotStatus> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let production = self.production(&config).await?;
         Snapshots::new(rds_client(&production), request.snapshot.kind)
             .status(&request.snapshot.identifier)
@@ -246,7 +251,7 @@ impl ShareFunction {
     }
 
     async fn cleanup(&self, request: ShareRequest) -> Result<CleanedUp> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let mut done = CleanedUp::default();
         let Some(staging_account) = cross_account_target(&config)? else {
             return Ok(done);
@@ -272,17 +277,10 @@ impl ShareFunction {
     }
 }
 
-/// The staging account to share with, or `None` in a same-account setup.
+/// The staging account to share with (the deployed stack's; empty
+/// `StagingAccountId` is the stack's own account), or `None` in a same-account setup.
 fn cross_account_target(config: &EnvironmentConfig) -> Result<Option<&str>> {
-    let staging = config.staging.account_id.as_deref();
-    match (config.production.role_arn.as_deref(), staging) {
-        (None, None) => Ok(None),
-        (_, Some(account)) if account == config.production.account_id => Ok(None),
-        (_, Some(account)) => Ok(Some(account)),
-        (Some(_), None) => Err(Error::InvalidInput(
-            "invalid input at `config.staging.account_id`: required to share a snapshot with staging".into(),
-        )),
-    }
+    Ok(config.cross_account().then_some(config.staging.account_id.as_str()))
 }
 
 async fn find_managed(snapshots: &Snapshots, identifier: &str) -> Result<SnapshotSummary> {

@@ -2,7 +2,10 @@
 //! cluster or an RDS instance), made with the production client set.
 //!
 //! Actions:
-//! - `validate`: check the config document and return it with every default filled in;
+//! - `begin`: the first task of the `snapshot` and `refresh` machines: check the
+//!   execution input and the configuration, pin the stored document's version,
+//!   answer the reference every later task passes on and the wait plans;
+//! - `validate`: the effective configuration (external id redacted), for operators;
 //! - `create`: snapshot `config.database.source` under an identifier derived from
 //!   `run_id`, so a retried task finds the snapshot it already made;
 //! - `status`: `{status, progress, available}` for a `Wait`/`Choice` loop;
@@ -20,6 +23,7 @@ use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseKind, EnvironmentConfig, Validated};
 use understudy_shared::rds::{SnapshotRef, SnapshotStatus, SnapshotSummary, Snapshots};
 use understudy_shared::request::ActionRequest;
+use understudy_shared::settings::{BeginRequest, Begun, ConfigRef, Settings, ValidateRequest};
 use understudy_shared::tags::{self, tag_value};
 use understudy_shared::{guard, Error, Result};
 
@@ -29,14 +33,7 @@ pub use prune::select_for_pruning;
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct SnapshotFunction {
     aws: AwsContext,
-}
-
-/// `{"action": "validate", "config": {...}}`
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ValidateRequest {
-    /// The environment config document.
-    pub config: Value,
+    settings: Settings,
 }
 
 /// `{"action": "create", "run_id": "...", "config": {...}}`
@@ -45,8 +42,9 @@ pub struct ValidateRequest {
 pub struct CreateRequest {
     /// The run (execution name) the snapshot belongs to; its identifier derives from it.
     pub run_id: String,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "status", "snapshot": {"kind": "cluster", "identifier": "..."}, "config": {...}}`
@@ -55,21 +53,25 @@ pub struct CreateRequest {
 pub struct StatusRequest {
     /// Which snapshot to look at.
     pub snapshot: SnapshotRef,
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// `{"action": "prune", "config": {...}}`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PruneRequest {
-    /// The environment config document.
-    pub config: Value,
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
 }
 
 /// The function's requests, by action.
 #[derive(Debug)]
 pub enum SnapshotRequest {
+    /// See [`BeginRequest`].
+    Begin(BeginRequest),
     /// See [`ValidateRequest`].
     Validate(ValidateRequest),
     /// See [`CreateRequest`].
@@ -81,12 +83,13 @@ pub enum SnapshotRequest {
 }
 
 /// Every action, in the order the module doc lists them.
-pub const ACTIONS: &[&str] = &["validate", "create", "status", "prune"];
+pub const ACTIONS: &[&str] = &["begin", "validate", "create", "status", "prune"];
 
 /// The schema of each action's answer, for the state machines' contract test.
 pub fn answer_schema(action: &str) -> Option<Schema> {
     Some(match action {
-        "validate" => schema_of::<Validated<EnvironmentConfig>>(),
+        "begin" => schema_of::<Begun>(),
+        "validate" => schema_of::<Validated>(),
         "create" => schema_of::<CreatedSnapshot>(),
         "status" => schema_of::<SnapshotStatus>(),
         "prune" => schema_of::<Pruned>(),
@@ -99,6 +102,7 @@ impl SnapshotRequest {
     pub fn parse(payload: Value) -> Result<Self> {
         let request = ActionRequest::new(payload)?;
         match request.action() {
+            "begin" => request.fields().map(Self::Begin),
             "validate" => request.fields().map(Self::Validate),
             "create" => request.fields().map(Self::Create),
             "status" => request.fields().map(Self::Status),
@@ -145,16 +149,18 @@ pub struct Pruned {
 impl SnapshotFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
-        Self { aws }
+        let settings = Settings::from_env(aws.base());
+        Self { aws, settings }
     }
 
     /// Handles one invocation.
     pub async fn handle(&self, payload: Value) -> Result<Value> {
         match SnapshotRequest::parse(payload)? {
+            SnapshotRequest::Begin(request) => {
+                to_answer(&self.settings.begin(request.input, VALIDATED_MACHINES).await?.0)
+            }
             SnapshotRequest::Validate(request) => {
-                let config = EnvironmentConfig::from_value(request.config)?;
-                let poll = config.poll.clone();
-                to_answer(&Validated::new(config, &poll, VALIDATED_MACHINES)?)
+                to_answer(&self.settings.validate(&request.config, VALIDATED_MACHINES).await?)
             }
             SnapshotRequest::Create(request) => to_answer(&self.create(request).await?),
             SnapshotRequest::Status(request) => to_answer(&self.status(request).await?),
@@ -168,7 +174,7 @@ impl SnapshotFunction {
     }
 
     async fn create(&self, request: CreateRequest) -> Result<CreatedSnapshot> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let database = config.require_database()?;
         check_run_id(&request.run_id)?;
         let snapshots = self.snapshots(&config, database.kind).await?;
@@ -203,13 +209,13 @@ impl SnapshotFunction {
     }
 
     async fn status(&self, request: StatusRequest) -> Result<SnapshotStatus> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let snapshots = self.snapshots(&config, request.snapshot.kind).await?;
         snapshots.status(&request.snapshot.identifier).await
     }
 
     async fn prune(&self, request: PruneRequest) -> Result<Pruned> {
-        let config = EnvironmentConfig::from_value(request.config)?;
+        let config = self.settings.load(&request.config).await?;
         let database = config.require_database()?;
         let snapshots = self.snapshots(&config, database.kind).await?;
         let all = snapshots.list_manual(&database.source).await?;

@@ -51,7 +51,18 @@ pub fn outputs() -> Vec<Output> {
         page.push_str(&format!("\n## {}\n\n{comment}\n\n```mermaid\n{diagram}```\n", machine.name));
     }
     files.push(Output { path: PathBuf::from("statemachines/README.md"), contents: page });
+    files.push(Output { path: PathBuf::from(CONFIG_SCHEMA), contents: config_schema() });
     files
+}
+
+/// The JSON Schema of the configuration document, for editors and the README.
+pub const CONFIG_SCHEMA: &str = "infra/config.schema.json";
+
+fn config_schema() -> String {
+    let schema = schemars::schema_for!(understudy_shared::config::ConfigDocument);
+    let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
+    text.push('\n');
+    text
 }
 
 /// The workspace root (two levels above this crate).

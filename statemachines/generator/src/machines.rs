@@ -30,82 +30,52 @@ pub fn all() -> Vec<Machine> {
     ]
 }
 
-const DEFAULTS_COMMENT: &str = "The defaults the stack was deployed with (SAM parameters). The execution input is merged over them, one top-level section at a time.";
-const MERGE: &str = "Merge the execution input over the defaults";
 const VALIDATE: &str = "Validate the configuration";
 
-/// The config preamble: the deployed defaults, the execution input merged over
-/// them, and the function's `validate`, which refuses bad fields before anything
-/// is made and fills in field defaults.
-fn preamble(
-    defaults: Value,
+/// The config preamble: one `begin` task. The function checks the execution
+/// input (a trust setting in it is refused, naming the field, before any AWS
+/// call), reads the deployed configuration document and pins its version, and
+/// answers only the reference later tasks pass on (`$.config`: the input and
+/// the version) and the wait plans: no configuration rides in the history.
+fn preamble(function: Function, comment: &str, next: &str, failure: &str, extra: &[&str]) -> States {
+    preamble_with(
+        function,
+        json!({"action": "begin", "input.$": "$$.Execution.Input"}),
+        comment,
+        next,
+        failure,
+        extra,
+    )
+}
+
+/// [`preamble`] with `begin`'s whole `payload` given.
+fn preamble_with(
     function: Function,
-    validate_comment: &str,
+    payload: Value,
+    comment: &str,
     next: &str,
     failure: &str,
+    extra: &[&str],
 ) -> States {
+    let mut selector = json!({"config.$": "$.Payload.config", "waits.$": "$.Payload.waits"});
+    for field in extra {
+        selector[format!("{field}.$")] = json!(format!("$.Payload.{field}"));
+    }
     let mut states = States::new();
     states.add(
-        "Load the deployed defaults",
-        json!({"Type": "Pass", "Comment": DEFAULTS_COMMENT, "Result": defaults, "ResultPath": "$", "Next": MERGE}),
+        VALIDATE,
+        lambda(function, payload)
+            .comment(comment)
+            .selector(selector)
+            .result_path("$")
+            .catch(Catch::to(failure))
+            .next(next)
+            .build(),
     );
-    states.add(MERGE, merge_input(VALIDATE));
-    states.add(VALIDATE, validate(function, validate_comment, next, failure));
     states
 }
 
-fn merge_input(next: &str) -> Value {
-    json!({
-        "Type": "Pass",
-        "Parameters": {"config.$": "States.JsonMerge($, $$.Execution.Input, false)"},
-        "Next": next,
-    })
-}
-
-fn validate(function: Function, comment: &str, next: &str, failure: &str) -> Value {
-    lambda(function, config_payload("validate", json!({})))
-        .comment(comment)
-        .selector(json!({"config.$": "$.Payload.config", "waits.$": "$.Payload.waits"}))
-        .result_path("$")
-        .catch(Catch::to(failure))
-        .next(next)
-        .build()
-}
-
-fn production_defaults() -> Value {
-    json!({
-        "account_id": "${ProductionAccountId}",
-        "region": "${ProductionRegion}",
-        "role_arn": "${ProductionRoleArn}",
-        "external_id": "${ProductionExternalId}",
-    })
-}
-
-fn staging_defaults() -> Value {
-    json!({"account_id": "${StagingAccountId}", "region": "${StagingRegion}"})
-}
-
-/// The `poll` fields of `kinds` from the stack's `<Kind>PollSeconds`,
-/// `<Kind>PollMaxSeconds` and `<Kind>TimeoutMinutes` parameters.
-fn poll_defaults(kinds: &[PollKind]) -> Value {
-    let mut poll = serde_json::Map::new();
-    for kind in kinds {
-        let (field, parameter) = (kind.as_str(), capitalized(kind.as_str()));
-        poll.insert(format!("{field}_seconds"), json!(format!("${{{parameter}PollSeconds}}")));
-        poll.insert(format!("{field}_max_seconds"), json!(format!("${{{parameter}PollMaxSeconds}}")));
-        poll.insert(format!("{field}_timeout_minutes"), json!(format!("${{{parameter}TimeoutMinutes}}")));
-    }
-    Value::Object(poll)
-}
-
-fn capitalized(word: &str) -> String {
-    let mut chars = word.chars();
-    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
-}
-
-fn tag_defaults() -> Value {
-    json!({"key": "${StagingTagKey}", "value": "${StagingTagValue}"})
-}
+const BEGIN_COMMENT: &str = "Checks the execution input (trust settings and unknown fields refused with InvalidInput naming the field) and the deployed configuration, pins the document version; before anything is made.";
 
 const SNAPSHOT_FAILED: &str = "Snapshot failed";
 
@@ -162,22 +132,7 @@ fn snapshot_stage(then: &str) -> States {
 
 /// `snapshot`: a manual snapshot of the production database, then retention.
 pub fn snapshot() -> Value {
-    let defaults = json!({
-        "environment": "${EnvironmentName}",
-        "production": production_defaults(),
-        "staging": staging_defaults(),
-        "database": {"kind": "${DatabaseKind}", "source": "${DatabaseSource}", "target": "${DatabaseTarget}"},
-        "tag": tag_defaults(),
-        "poll": poll_defaults(&[PollKind::Snapshot]),
-        "retention": {"keep_snapshots": "${SnapshotsToKeep}"},
-    });
-    let mut states = preamble(
-        defaults,
-        Function::Snapshot,
-        "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is created.",
-        "Create the snapshot",
-        SNAPSHOT_FAILED,
-    );
+    let mut states = preamble(Function::Snapshot, BEGIN_COMMENT, "Create the snapshot", SNAPSHOT_FAILED, &[]);
     states.extend(snapshot_stage("Report the snapshot"));
     states.add(
         "Report the snapshot",
@@ -190,7 +145,7 @@ pub fn snapshot() -> Value {
     states.add("Snapshot is ready", succeed());
     machine(
         "understudy snapshot: take a manual snapshot of the production database, wait until it is available, prune understudy's older snapshots.",
-        "Load the deployed defaults",
+        VALIDATE,
         states,
         0,
     )
@@ -241,45 +196,8 @@ fn refresh_loop(
 /// `refresh`: production's data into staging's database, swapped in so staging
 /// is never left without one.
 pub fn refresh() -> Value {
-    let defaults = json!({
-        "environment": "${EnvironmentName}",
-        "production": production_defaults(),
-        "staging": staging_defaults(),
-        "database": {
-            "kind": "${DatabaseKind}",
-            "source": "${DatabaseSource}",
-            "target": "${DatabaseTarget}",
-            "share_kms_key_arn": "${DatabaseShareKmsKeyArn}",
-            "staging_kms_key_id": "${DatabaseStagingKmsKeyId}",
-            "restore": {
-                "subnet_group": "${DatabaseSubnetGroup}",
-                "security_group_ids": "${DatabaseSecurityGroupIds}",
-                "cluster_parameter_group": "${DatabaseClusterParameterGroup}",
-                "parameter_group": "${DatabaseParameterGroup}",
-                "instance_class": "${DatabaseInstanceClass}",
-                "instances": "${DatabaseInstances}",
-                "min_capacity": "${DatabaseMinCapacity}",
-                "max_capacity": "${DatabaseMaxCapacity}",
-                "engine_version": "${DatabaseEngineVersion}",
-                "deletion_protection": "${DatabaseDeletionProtection}",
-            },
-            "password": {"secret_arn": "${DatabasePasswordSecretArn}", "managed": "${DatabaseManagedPassword}"},
-            "retire": {
-                "final_snapshot": "${DatabaseRetireFinalSnapshot}",
-                "disable_deletion_protection": "${DatabaseRetireDisableDeletionProtection}",
-            },
-        },
-        "tag": tag_defaults(),
-        "poll": poll_defaults(&[PollKind::Snapshot, PollKind::Database]),
-        "retention": {"keep_snapshots": "${SnapshotsToKeep}"},
-    });
-    let mut states = preamble(
-        defaults,
-        Function::Snapshot,
-        "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is created.",
-        "Check the guard rails",
-        REFRESH_FAILED,
-    );
+    let mut states =
+        preamble(Function::Snapshot, BEGIN_COMMENT, "Check the guard rails", REFRESH_FAILED, &[]);
     states.add(
         "Check the guard rails",
         lambda(Function::Restore, run_payload("check", json!({})))
@@ -582,7 +500,7 @@ pub fn refresh() -> Value {
     states.add(REFRESH_FAILED, fail("Ends with the failing step's errorType and message."));
     machine(
         "understudy refresh: snapshot production, share it with staging, restore it under a temporary name with staging's settings and password, swap it in with two renames, retire the old database, revoke the share. A failure undoes what the run made and leaves a usable staging database under the target name.",
-        "Load the deployed defaults",
+        VALIDATE,
         states,
         0,
     )
@@ -593,30 +511,12 @@ const MIRROR_FAILED: &str = "Mirror failed";
 /// count: these are its share of the `TimeoutSeconds` backstop.
 const INLINE_MIRROR_SECONDS: u64 = 24 * 3600;
 const DISTRIBUTED_MIRROR_SECONDS: u64 = 7 * 24 * 3600;
-const MIRROR_DEFAULTS_COMMENT: &str = "The defaults the stack was deployed with. The execution input (config sections: buckets, tag) is merged over them, one top-level section at a time.";
-
-fn mirror_preamble(next: &str) -> States {
-    let mut states = States::new();
-    states.add(
-        "Load the deployed defaults",
-        json!({
-            "Type": "Pass",
-            "Comment": MIRROR_DEFAULTS_COMMENT,
-            "Result": {"buckets": [], "tag": tag_defaults()},
-            "ResultPath": "$",
-            "Next": MERGE,
-        }),
-    );
-    states.add(MERGE, merge_input(next));
-    states
-}
-
 fn plan(shards: Value, next: &str) -> Value {
     lambda(
         Function::Mirror,
-        json!({"action": "plan", "buckets.$": "$.config.buckets", "tag.$": "$.config.tag", "shards": shards}),
+        json!({"action": "plan", "config": {"input.$": "$$.Execution.Input"}, "shards": shards}),
     )
-    .comment("Checks config.buckets (InvalidInput names the field) and turns each bucket into the first mirror request of each key range.")
+    .comment("Checks the execution input (buckets: which deployed staging buckets, dry_run; trust settings refused with InvalidInput naming the field) and turns each deployed bucket pair into the first mirror request of each key range.")
     .select(&["requests"])
     .result_path("$.plan")
     .catch(Catch::to(MIRROR_FAILED))
@@ -686,7 +586,7 @@ fn mirror_ends(states: &mut States, report_comment: &str, output: Value) {
 
 /// `mirror`: every configured bucket pair, one inline `Map` iteration each.
 pub fn mirror() -> Value {
-    let mut states = mirror_preamble("Plan one range per bucket");
+    let mut states = States::new();
     states.add("Plan one range per bucket", plan(json!(1), "Mirror each bucket"));
     let mut each = States::new();
     each.add(
@@ -730,8 +630,8 @@ pub fn mirror() -> Value {
         json!({"buckets.$": "$.mirrored"}),
     );
     machine(
-        "understudy mirror: make each staging bucket in config.buckets an exact copy of its production bucket. Per bucket, the copy phase runs until done, then the delete phase until done; each step stops before the Lambda deadline and hands on a resume token.",
-        "Load the deployed defaults",
+        "understudy mirror: make each deployed staging bucket (MirrorBuckets, or those the input chose) an exact copy of its production bucket. Per bucket, the copy phase runs until done, then the delete phase until done; each step stops before the Lambda deadline and hands on a resume token.",
+        "Plan one range per bucket",
         states,
         INLINE_MIRROR_SECONDS,
     )
@@ -741,7 +641,7 @@ pub fn mirror() -> Value {
 /// every range's copy phase succeeded.
 pub fn mirror_distributed() -> Value {
     let distributed = json!({"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"});
-    let mut states = mirror_preamble("Plan key ranges");
+    let mut states = States::new();
     states.add("Plan key ranges", plan(json!("${MirrorShards}"), "Copy every range"));
     let mut copy = States::new();
     copy.add("Copy a step", mirror_step("The copy phase of one key range.", "Is the range copied?"));
@@ -819,43 +719,11 @@ pub fn mirror_distributed() -> Value {
     );
     machine(
         "understudy mirror, fanned out for very large buckets: a planning step cuts each bucket into key ranges, a Distributed Map copies every range, and only when every range's copy phase has succeeded a second Distributed Map deletes the extras of every range.",
-        "Load the deployed defaults",
+        "Plan key ranges",
         states,
         DISTRIBUTED_MIRROR_SECONDS,
     )
 }
-
-fn scale_defaults() -> Value {
-    json!({
-        "environment": "${EnvironmentName}",
-        "staging": staging_defaults(),
-        "tag": tag_defaults(),
-        "poll": poll_defaults(&[PollKind::Database, PollKind::Service]),
-        "scale": {
-            "select_by_tag": "${ScaleSelectByTag}",
-            "ecs_services": "${ScaleEcsServices}",
-            "db_instances": "${ScaleDbInstances}",
-            "db_clusters": "${ScaleDbClusters}",
-            "ec2_instances": "${ScaleEc2Instances}",
-            "auto_scaling_groups": "${ScaleAutoScalingGroups}",
-            "aurora": "${ScaleAuroraMode}",
-            "seconds_until_auto_pause": "${ScaleSecondsUntilAutoPause}",
-            "hibernate": "${ScaleEc2Hibernate}",
-            "concurrency": "${ScaleConcurrency}",
-            "idle": {
-                "enabled": "${IdleCheckEnabled}",
-                "namespace": "${IdleMetricNamespace}",
-                "metric": "${IdleMetricName}",
-                "dimensions": "${IdleMetricDimensions}",
-                "statistic": "${IdleMetricStatistic}",
-                "minutes": "${IdleMinutes}",
-                "threshold": "${IdleThreshold}",
-            },
-        },
-    })
-}
-
-const SCALE_VALIDATE_COMMENT: &str = "Refuses unknown or bad fields (InvalidInput naming the field) and fills in field defaults, before anything is changed.";
 
 fn scale_failed() -> Value {
     fail("Ends with the function's errorType (e.g. GuardRailViolation) and message.")
@@ -864,20 +732,11 @@ fn scale_failed() -> Value {
 /// `sleep`: optionally only when idle, then everything selected scaled to zero.
 pub fn sleep() -> Value {
     let failed = "Sleep failed";
-    let mut states = preamble(
-        scale_defaults(),
-        Function::ScaleToZero,
-        SCALE_VALIDATE_COMMENT,
-        "Is the idle check on?",
-        failed,
-    );
+    let mut states =
+        preamble(Function::ScaleToZero, BEGIN_COMMENT, "Is the idle check on?", failed, &["idle_check"]);
     states.add(
         "Is the idle check on?",
-        when_true(
-            "$.config.scale.idle.enabled",
-            "Check whether staging is idle",
-            "Start waiting for staging to settle",
-        ),
+        when_true("$.idle_check", "Check whether staging is idle", "Start waiting for staging to settle"),
     );
     states.add(
         "Check whether staging is idle",
@@ -936,7 +795,7 @@ pub fn sleep() -> Value {
     states.add(failed, scale_failed());
     machine(
         "understudy sleep: optionally check that staging is idle, then scale it to zero (ECS services, Auto Scaling groups, EC2 instances, RDS and Aurora databases), remembering on each resource what wake restores. Calls sleep again until every resource has settled.",
-        "Load the deployed defaults",
+        VALIDATE,
         states,
         0,
     )
@@ -953,13 +812,8 @@ fn wake_phase(phase: &str, comment: &str, result_path: &str, failed: &str) -> Ta
 /// `wake`: databases first, then services, until stable.
 pub fn wake() -> Value {
     let failed = "Wake failed";
-    let mut states = preamble(
-        scale_defaults(),
-        Function::ScaleToZero,
-        SCALE_VALIDATE_COMMENT,
-        "Start waiting for the databases",
-        failed,
-    );
+    let mut states =
+        preamble(Function::ScaleToZero, BEGIN_COMMENT, "Start waiting for the databases", failed, &[]);
     states.extend(
         PollLoop {
             what: "for the databases".into(),
@@ -1030,7 +884,7 @@ pub fn wake() -> Value {
     states.add(failed, scale_failed());
     machine(
         "understudy wake: start staging's databases and wait until they are available, then scale the services back to what each one remembers, and wait until they are stable.",
-        "Load the deployed defaults",
+        VALIDATE,
         states,
         0,
     )
@@ -1039,29 +893,13 @@ pub fn wake() -> Value {
 /// `restop`: a database AWS restarted after 7 days stopped is stopped again.
 pub fn restop() -> Value {
     let failed = "Restop failed";
-    let mut states = States::new();
-    states.add(
-        "Load the deployed defaults",
-        json!({
-            "Type": "Pass",
-            "Comment": "The defaults the stack was deployed with (SAM parameters).",
-            "Result": scale_defaults(),
-            "ResultPath": "$",
-            "Next": "Use the defaults as the configuration",
-        }),
-    );
-    states.add(
-        "Use the defaults as the configuration",
-        json!({
-            "Type": "Pass",
-            "Comment": "The execution input is the EventBridge event, not a config document, so nothing is merged over the defaults; the restop task reads the event from the execution input.",
-            "Parameters": {"config.$": "$"},
-            "Next": VALIDATE,
-        }),
-    );
-    states.add(
-        VALIDATE,
-        validate(Function::ScaleToZero, SCALE_VALIDATE_COMMENT, "Start waiting for the database", failed),
+    let mut states = preamble_with(
+        Function::ScaleToZero,
+        json!({"action": "begin", "input": {}}),
+        "The execution input is the EventBridge event, not an override: the run takes the deployed configuration as it is (and pins its version); the restop task reads the event from the execution input.",
+        "Start waiting for the database",
+        failed,
+        &[],
     );
     states.extend(
         PollLoop {
@@ -1097,7 +935,7 @@ pub fn restop() -> Value {
     states.add(failed, fail("Ends with the function's errorType (e.g. AccessDenied) and message."));
     machine(
         "understudy restop: started by the RDS events RDS-EVENT-0154 (instance) and RDS-EVENT-0153 (cluster), sent when AWS starts a database that has been stopped for 7 days. A database understudy put to sleep is stopped again once available; any other database is left alone.",
-        "Load the deployed defaults",
+        VALIDATE,
         states,
         0,
     )
