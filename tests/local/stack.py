@@ -38,6 +38,10 @@ What runs:
   Function processes get a clean environment: AWS_REGION, AWS_ENDPOINT_URL (moto),
   credentials `testing`/`testing`, the AWS_LAMBDA_* variables, the template's
   variables, and the launcher's own UNDERSTUDY_*, RUST_LOG* and RUST_BACKTRACE*.
+- **Deployment** (deploy.py): `POST /understudy/deploy {"parameters": {...}}` resolves the
+  template's intrinsics with those parameters (CloudFormation's checks first), gives every
+  function the resulting environment, and creates the stack's versioned ConfigBucket. The
+  template's defaults are deployed at start.
 - **Slow transitions**: snapshots, copies, restores, database starts and stops, and
   ECS service scaling show their transitional state ("creating", runningCount below
   desiredCount, ...) for N describe calls before the final one, so wait loops are

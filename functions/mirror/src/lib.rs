@@ -294,6 +294,11 @@ impl MirrorFunction {
     /// A handler using `aws` (staging's own credentials) for every call.
     pub fn new(aws: AwsContext) -> Self {
         let settings = Settings::from_env(aws.base());
+        Self::with_settings(aws, settings)
+    }
+
+    /// A handler with `settings` made elsewhere (the benchmark's command line deploys itself).
+    pub fn with_settings(aws: AwsContext, settings: Settings) -> Self {
         Self { aws, settings }
     }
 

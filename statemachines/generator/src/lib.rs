@@ -60,9 +60,24 @@ pub const CONFIG_SCHEMA: &str = "infra/config.schema.json";
 
 fn config_schema() -> String {
     let schema = schemars::schema_for!(understudy_shared::config::ConfigDocument);
+    let schema = sorted(serde_json::to_value(&schema).expect("schemas serialize"));
     let mut text = serde_json::to_string_pretty(&schema).expect("schemas serialize");
     text.push('\n');
     text
+}
+
+/// `value` with every object's keys in sorted order, whichever way serde_json's
+/// maps are built (`preserve_order` differs between this crate alone and the workspace).
+fn sorted(value: serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(fields) => {
+            let mut fields: Vec<_> = fields.into_iter().collect();
+            fields.sort_by(|a, b| a.0.cmp(&b.0));
+            serde_json::Value::Object(fields.into_iter().map(|(k, v)| (k, sorted(v))).collect())
+        }
+        serde_json::Value::Array(items) => serde_json::Value::Array(items.into_iter().map(sorted).collect()),
+        other => other,
+    }
 }
 
 /// The workspace root (two levels above this crate).
