@@ -46,6 +46,8 @@ pub struct EnvironmentConfig {
     pub retention: Retention,
     /// What `sleep` and `wake` scale, and how (the scale-to-zero function).
     pub scale: crate::scale::ScaleSettings,
+    /// The smoke test's checks (the smoke-test function).
+    pub smoke: crate::smoke::SmokeSettings,
     /// The input's `dry_run`: count what the mirror would copy and delete, change nothing.
     pub dry_run: bool,
     /// The input's `label`, a note for the run's output and events.
@@ -76,6 +78,9 @@ pub struct ConfigDocument {
     /// What `sleep` and `wake` scale, and how.
     #[serde(default)]
     pub scale: crate::scale::ScaleSettings,
+    /// The smoke test: HTTP(S) checks that staging answers correctly.
+    #[serde(default)]
+    pub smoke: crate::smoke::SmokeSettings,
 }
 
 /// The parts of an execution input that are not document overrides.
@@ -574,6 +579,7 @@ impl EnvironmentConfig {
             poll: document.poll,
             retention: document.retention,
             scale: document.scale,
+            smoke: document.smoke,
             dry_run: run.dry_run,
             label: run.label,
         };
@@ -590,7 +596,8 @@ impl EnvironmentConfig {
             }
         }
         self.scale.check()?;
-        self.poll.plans(&[])?;
+        self.smoke.check()?;
+        self.poll.plans(&self.smoke, &[])?;
         if self.retention.keep_snapshots == 0 {
             return Err(invalid(
                 "config.retention.keep_snapshots",

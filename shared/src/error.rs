@@ -76,6 +76,10 @@ pub enum Error {
     /// undo path as any other failure.
     #[error("{0}")]
     WaitTimedOut(String),
+    /// The smoke test's checks still failed at `config.smoke.deadline_seconds`.
+    /// Raised by the machines themselves, naming the failing checks.
+    #[error("{0}")]
+    SmokeTestFailed(String),
 }
 
 impl Error {
@@ -104,6 +108,7 @@ impl Error {
             Error::AwsRequestFailed(_) => "AwsRequestFailed",
             Error::DatabaseFailed(_) => "DatabaseFailed",
             Error::WaitTimedOut(_) => "WaitTimedOut",
+            Error::SmokeTestFailed(_) => "SmokeTestFailed",
         }
     }
 

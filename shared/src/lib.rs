@@ -18,6 +18,7 @@ pub mod request;
 pub mod runtime;
 pub mod scale;
 pub mod settings;
+pub mod smoke;
 pub mod tags;
 
 pub use error::{Error, Result};

@@ -20,11 +20,14 @@ pub enum PollKind {
     Database,
     /// ECS services, Auto Scaling groups and EC2 instances becoming stable.
     Service,
+    /// Rounds of the smoke test (`smoke.round_seconds`, `smoke.deadline_seconds`).
+    Smoke,
 }
 
 impl PollKind {
     /// Every kind.
-    pub const ALL: [PollKind; 3] = [PollKind::Snapshot, PollKind::Database, PollKind::Service];
+    pub const ALL: [PollKind; 4] =
+        [PollKind::Snapshot, PollKind::Database, PollKind::Service, PollKind::Smoke];
 
     /// The prefix of its `config.poll` fields.
     pub fn as_str(self) -> &'static str {
@@ -32,6 +35,7 @@ impl PollKind {
             PollKind::Snapshot => "snapshot",
             PollKind::Database => "database",
             PollKind::Service => "service",
+            PollKind::Smoke => "smoke",
         }
     }
 
@@ -40,7 +44,7 @@ impl PollKind {
     pub fn max_timeout_minutes(self) -> u32 {
         match self {
             PollKind::Snapshot | PollKind::Database => 24 * 60,
-            PollKind::Service => 2 * 60,
+            PollKind::Service | PollKind::Smoke => 2 * 60,
         }
     }
 }
@@ -88,6 +92,8 @@ pub struct WaitPlans {
     pub database: WaitPlan,
     /// Service loops.
     pub service: WaitPlan,
+    /// Smoke-test rounds.
+    pub smoke: WaitPlan,
 }
 
 /// How many poll loops of each kind a machine has (the generator checks its
@@ -100,6 +106,8 @@ pub struct Loops {
     pub database: u32,
     /// Service loops.
     pub service: u32,
+    /// Smoke-test loops.
+    pub smoke: u32,
 }
 
 impl Loops {
@@ -109,17 +117,18 @@ impl Loops {
             PollKind::Snapshot => self.snapshot,
             PollKind::Database => self.database,
             PollKind::Service => self.service,
+            PollKind::Smoke => self.smoke,
         }
     }
 }
 
 /// The poll loops of each machine, by machine name.
 pub const MACHINE_LOOPS: &[(&str, Loops)] = &[
-    ("snapshot", Loops { snapshot: 1, database: 0, service: 0 }),
-    ("refresh", Loops { snapshot: 3, database: 5, service: 0 }),
-    ("sleep", Loops { snapshot: 0, database: 1, service: 0 }),
-    ("wake", Loops { snapshot: 0, database: 1, service: 2 }),
-    ("restop", Loops { snapshot: 0, database: 1, service: 0 }),
+    ("snapshot", Loops { snapshot: 1, database: 0, service: 0, smoke: 0 }),
+    ("refresh", Loops { snapshot: 3, database: 5, service: 0, smoke: 0 }),
+    ("sleep", Loops { snapshot: 0, database: 1, service: 0, smoke: 0 }),
+    ("wake", Loops { snapshot: 0, database: 1, service: 2, smoke: 1 }),
+    ("restop", Loops { snapshot: 0, database: 1, service: 0, smoke: 0 }),
 ];
 
 /// The loops of `machine` (none for a machine without waits).
@@ -128,6 +137,7 @@ pub fn machine_loops(machine: &str) -> Loops {
         snapshot: 0,
         database: 0,
         service: 0,
+        smoke: 0,
     })
 }
 
@@ -143,6 +153,8 @@ impl PollIntervals {
             PollKind::Service => {
                 (self.service_seconds, self.service_max_seconds, self.service_timeout_minutes)
             }
+            // Its plan comes from `config.smoke` (SmokeSettings::plan), never from here.
+            PollKind::Smoke => (0, 0, 0),
         }
     }
 
@@ -192,8 +204,9 @@ impl PollIntervals {
 
     /// The plans of every kind, checked against the history of every machine
     /// in `machines`.
-    pub fn plans(&self, machines: &[&str]) -> Result<WaitPlans> {
+    pub fn plans(&self, smoke: &crate::smoke::SmokeSettings, machines: &[&str]) -> Result<WaitPlans> {
         let plans = WaitPlans {
+            smoke: smoke.plan(),
             snapshot: self.plan(PollKind::Snapshot)?,
             database: self.plan(PollKind::Database)?,
             service: self.plan(PollKind::Service)?,
@@ -206,7 +219,7 @@ impl PollIntervals {
                 let kind = PollKind::ALL
                     .into_iter()
                     .max_by_key(|k| loops.of(*k) * plans.of(*k).max_polls)
-                    .expect("three kinds");
+                    .expect("four kinds");
                 return Err(invalid(
                     &format!("config.poll.{}_timeout_minutes", kind.as_str()),
                     format!(
@@ -228,6 +241,7 @@ impl WaitPlans {
             PollKind::Snapshot => self.snapshot,
             PollKind::Database => self.database,
             PollKind::Service => self.service,
+            PollKind::Smoke => self.smoke,
         }
     }
 }
@@ -267,8 +281,12 @@ mod tests {
 
     #[test]
     fn the_defaults_fit_every_machine_and_a_long_snapshot() {
-        let plans =
-            PollIntervals::default().plans(&["snapshot", "refresh", "sleep", "wake", "restop"]).unwrap();
+        let plans = PollIntervals::default()
+            .plans(
+                &crate::smoke::SmokeSettings::default(),
+                &["snapshot", "refresh", "sleep", "wake", "restop"],
+            )
+            .unwrap();
         assert_eq!(plans.database, PollIntervals::default().plan(PollKind::Database).unwrap());
         assert!(plans.snapshot.timeout_minutes >= 12 * 60, "a large database's snapshot takes hours");
         assert_eq!((plans.snapshot.count, plans.snapshot.seconds, plans.snapshot.doubled), (0, 30, 60));
@@ -294,8 +312,12 @@ mod tests {
         // 5 database loops of 600 polls each: 33,000 events.
         let poll = intervals(2, 2, 20);
         assert_eq!(poll.plan(PollKind::Database).unwrap().max_polls, 600);
-        let error = poll.plans(&["refresh"]).unwrap_err().to_string();
+        let error =
+            poll.plans(&crate::smoke::SmokeSettings::default(), &["refresh"]).unwrap_err().to_string();
         assert!(error.contains("`refresh` machine") && error.contains("database_timeout_minutes"), "{error}");
-        assert!(poll.plans(&["sleep"]).is_ok(), "one loop of 600 polls fits");
+        assert!(
+            poll.plans(&crate::smoke::SmokeSettings::default(), &["sleep"]).is_ok(),
+            "one loop of 600 polls fits"
+        );
     }
 }

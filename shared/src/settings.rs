@@ -126,7 +126,7 @@ impl Settings {
         split_input(deployment, &input)?;
         let (version, document) = self.latest(deployment).await?;
         let config = EnvironmentConfig::assemble(deployment, document.as_deref(), &input)?;
-        let waits = config.poll.plans(machines)?;
+        let waits = config.poll.plans(&config.smoke, machines)?;
         let begun = Begun {
             config: ConfigRef { version: Some(version), input },
             waits,
@@ -156,7 +156,7 @@ impl Settings {
             Some(version) => (version.clone(), self.pinned(deployment, version).await?),
         };
         let config = EnvironmentConfig::assemble(deployment, document.as_deref(), &reference.input)?;
-        let waits = config.poll.plans(machines)?;
+        let waits = config.poll.plans(&config.smoke, machines)?;
         Ok(Validated {
             config,
             waits,

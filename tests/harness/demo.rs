@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use understudy_tests::accounts::{refresh_deployment, PRODUCTION_PASSWORD, STAGING_PASSWORD};
 use understudy_tests::deployment::{write_config, CONFIG_BUCKET, CONFIG_KEY};
+use understudy_tests::https::HttpsApps;
 use understudy_tests::scale::ScaleWorld;
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{
@@ -130,7 +131,7 @@ async fn main() -> ExitCode {
     if outcome.status != "SUCCEEDED" {
         return ExitCode::FAILURE;
     }
-    if sleep_and_wake(&stack, &accounts, &machines).await {
+    if sleep_and_wake(&stack, &accounts, &machines, &document).await {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -158,10 +159,30 @@ async fn watch(machines: &StateMachines, arn: &str, name: &str, started: Instant
 }
 
 /// The evening sleep and the morning wake, through the real state machines.
-async fn sleep_and_wake(stack: &LocalStack, accounts: &Accounts, machines: &StateMachines) -> bool {
+async fn sleep_and_wake(
+    stack: &LocalStack,
+    accounts: &Accounts,
+    machines: &StateMachines,
+    document: &serde_json::Value,
+) -> bool {
     stack.set_slow_polls(0);
     let world = ScaleWorld::seed_services(&accounts.staging).await;
     stack.set_slow_polls(2);
+    // The morning's smoke test: a "production" and a "staging" app on 127.0.0.1,
+    // staging's /health checked and its X-App-Version compared with production's.
+    let apps = HttpsApps::start();
+    let mut document = document.clone();
+    document["smoke"] = json!({"round_seconds": 1, "deadline_seconds": 60, "checks": [
+        {"name": "staging health", "url": format!("{}/health", apps.url("staging")),
+         "expect": {"status": [200], "headers": {"X-Environment": {"equals": "staging"}}, "json": {"/status": "ok"}},
+         "compare_with": {"base_url": apps.url("production"), "headers": ["X-App-Version"]}}
+    ]});
+    write_config(&accounts.staging, &document).await;
+    println!(
+        "\nthe wake ends with a smoke test of the staging app at {} against production's at {}",
+        apps.url("staging"),
+        apps.url("production")
+    );
     println!("\nstaging also runs 8 ECS services (seed 002's shape, `staging/api` autoscaled 3-6), an EC2 instance and an Auto Scaling group; production's services share the account");
     let before = world.observe().await;
     let mut states = vec![before.clone()];
@@ -182,6 +203,16 @@ async fn sleep_and_wake(stack: &LocalStack, accounts: &Accounts, machines: &Stat
                 if status["services_stable"] == true {
                     break;
                 }
+            }
+        }
+        if file == "wake.asl.json" {
+            let smoke = &outcome.output.as_ref().expect("output")["smoke"];
+            println!(
+                "smoke test: passed {} after {} round(s): {}",
+                smoke["passed"], smoke["rounds"], smoke["checks"]
+            );
+            if smoke["passed"] != true {
+                return false;
             }
         }
         states.push(world.observe().await);

@@ -229,6 +229,7 @@ fn function_arns() -> Vec<(String, String)> {
         ("Restore", "restore"),
         ("Mirror", "mirror"),
         ("ScaleToZero", "scale-to-zero"),
+        ("SmokeTest", "smoke-test"),
     ]
     .into_iter()
     .map(|(key, name)| {

@@ -73,6 +73,7 @@ fn answer_schema(function: &str, payload: &Value) -> Result<Schema, String> {
         "share" => share::answer_schema(action),
         "mirror" => mirror::answer_schema(action),
         "scale-to-zero" => scale_to_zero::answer_schema(action),
+        "smoke-test" => smoke_test::answer_schema(action),
         other => return Err(format!("no function `{other}`")),
     };
     schema.ok_or_else(|| format!("`{function}` has no action `{action}`"))
@@ -638,12 +639,13 @@ type SchemaOf = fn(&str) -> Option<Schema>;
 /// Each function's action list and its answer schemas: no action without one.
 #[test]
 fn every_action_of_every_function_has_an_answer_schema() {
-    let functions: [(&str, &[&str], SchemaOf); 5] = [
+    let functions: [(&str, &[&str], SchemaOf); 6] = [
         ("snapshot", snapshot::ACTIONS, snapshot::answer_schema),
         ("share", share::ACTIONS, share::answer_schema),
         ("restore", restore::ACTIONS, restore::answer_schema),
         ("mirror", mirror::ACTIONS, mirror::answer_schema),
         ("scale-to-zero", scale_to_zero::ACTIONS, scale_to_zero::answer_schema),
+        ("smoke-test", smoke_test::ACTIONS, smoke_test::answer_schema),
     ];
     for (function, actions, schema) in functions {
         for action in actions {

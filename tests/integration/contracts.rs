@@ -52,6 +52,7 @@ fn every_function_event_parses_and_its_config_assembles() {
             "restore" => restore::Request::parse(event).map(drop),
             "mirror" => mirror::MirrorFunctionRequest::parse(event).map(drop),
             "scale" => scale_to_zero::ScaleRequest::parse(event).map(drop),
+            "smoke" => smoke_test::SmokeRequest::parse(event).map(drop),
             other => panic!("{name}: no function `{other}`"),
         };
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));

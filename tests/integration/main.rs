@@ -13,5 +13,6 @@ mod refresh_state_machine;
 mod refresh_world;
 mod scale_to_zero_function;
 mod scale_to_zero_state_machines;
+mod smoke_test_function;
 mod snapshot_function;
 mod snapshot_state_machine;

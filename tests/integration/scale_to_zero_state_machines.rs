@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use understudy_tests::deployment::{fast_polls, write_config};
+use understudy_tests::https::HttpsApps;
 use understudy_tests::scale::{other_entries, ScaleWorld, PRODUCTION_DB, STAGING_DB};
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines};
@@ -89,8 +90,23 @@ async fn sleep_then_wake_end_to_end_waits_for_databases_then_stable_services() {
         }
     }
 
+    // The morning's smoke test: staging's app answers, at production's version.
+    let apps = HttpsApps::start();
+    let smoke = json!({"round_seconds": 1, "deadline_seconds": 30, "checks": [
+        {"name": "staging health", "url": format!("{}/health", apps.url("staging")),
+         "expect": {"headers": {"X-Environment": {"equals": "staging"}}},
+         "compare_with": {"base_url": apps.url("production"), "headers": ["X-App-Version"]}}
+    ]});
+    write_config(&accounts.staging, &json!({"poll": fast_polls(), "smoke": smoke})).await;
+
     let woken = run(&stack, &machines, "wake.asl.json", "morning-1", json!({})).await;
 
+    let smoke = &woken.output.as_ref().expect("output")["smoke"];
+    assert_eq!((smoke["passed"].clone(), smoke["skipped"].clone()), (json!(true), json!(false)), "{smoke:#}");
+    assert_eq!(smoke["checks"][0]["name"], "staging health");
+    let smoke_started = woken.events.iter().position(|e| e.state.as_deref() == Some("Run the smoke checks"));
+    let services_stable = woken.events.iter().rposition(|e| e.state.as_deref() == Some("Check the services"));
+    assert!(services_stable < smoke_started, "the smoke test runs once the services are stable");
     assert!(woken.times_entered("Wait for the databases") >= 1, "{:#?}", woken.events);
     assert!(
         woken.times_entered("Check the services") >= 2,
@@ -104,6 +120,46 @@ async fn sleep_then_wake_end_to_end_waits_for_databases_then_stable_services() {
     assert!(last_database_wake < first_service_wake, "databases before services");
     assert_eq!(db_status(&accounts, STAGING_DB).await, "available");
     assert_eq!(world.observe().await, before, "every count, group size, range and tag back exactly");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wake_whose_service_never_answers_fails_with_smoke_test_failed_naming_the_check() {
+    let stack = LocalStack::start();
+    let accounts = Accounts::new(&stack).await;
+    let apps = HttpsApps::start();
+    let smoke = json!({"round_seconds": 1, "deadline_seconds": 3, "checks": [
+        {"name": "health", "url": format!("{}/health", apps.url("staging"))},
+        {"name": "api warming up", "url": format!("{}/flaky?for=600", apps.url("staging"))}
+    ]});
+    write_config(&accounts.staging, &json!({"poll": fast_polls(), "smoke": smoke})).await;
+    let machines = StateMachines::new(&accounts.staging);
+    let arn = machines.create("understudy-wake", "wake.asl.json", &[]).await;
+
+    let outcome = machines.start(&arn, "morning-unready", &json!({})).await.finish(TIMEOUT).await;
+
+    assert_eq!(outcome.status, "FAILED", "{outcome:#?}");
+    assert_eq!(outcome.error.as_deref(), Some("SmokeTestFailed"), "{outcome:#?}");
+    let cause = outcome.cause.clone().unwrap_or_default();
+    assert!(cause.contains("api warming up") && !cause.contains("\"health\""), "{cause}");
+    assert!(
+        outcome.times_entered("Run the smoke checks") >= 3,
+        "rounds until the deadline: {:#?}",
+        outcome.events
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_smoke_checks_the_wake_says_the_smoke_test_was_skipped() {
+    let stack = LocalStack::start();
+    let accounts = Accounts::new(&stack).await;
+    write_config(&accounts.staging, &json!({"poll": fast_polls()})).await;
+    let machines = StateMachines::new(&accounts.staging);
+
+    let woken = run(&stack, &machines, "wake.asl.json", "morning-nothing", json!({})).await;
+
+    let smoke = &woken.output.as_ref().expect("output")["smoke"];
+    assert_eq!(smoke["skipped"], true, "{smoke:#}");
+    assert_eq!(woken.times_entered("Run the smoke checks"), 1);
 }
 
 fn restart_event(identifier: &str) -> Value {

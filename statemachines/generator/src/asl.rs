@@ -24,12 +24,20 @@ pub enum Function {
     Mirror,
     /// `functions/scale-to-zero`.
     ScaleToZero,
+    /// `functions/smoke-test`.
+    SmokeTest,
 }
 
 impl Function {
     /// Every function, for lookups by placeholder.
-    pub const ALL: [Function; 5] =
-        [Function::Snapshot, Function::Share, Function::Restore, Function::Mirror, Function::ScaleToZero];
+    pub const ALL: [Function; 6] = [
+        Function::Snapshot,
+        Function::Share,
+        Function::Restore,
+        Function::Mirror,
+        Function::ScaleToZero,
+        Function::SmokeTest,
+    ];
 
     /// The `${...}` placeholder SAM replaces with the function's ARN.
     pub fn placeholder(self) -> &'static str {
@@ -39,6 +47,7 @@ impl Function {
             Function::Restore => "${RestoreFunctionArn}",
             Function::Mirror => "${MirrorFunctionArn}",
             Function::ScaleToZero => "${ScaleToZeroFunctionArn}",
+            Function::SmokeTest => "${SmokeTestFunctionArn}",
         }
     }
 
@@ -50,6 +59,7 @@ impl Function {
             Function::Restore => "restore",
             Function::Mirror => "mirror",
             Function::ScaleToZero => "scale-to-zero",
+            Function::SmokeTest => "smoke-test",
         }
     }
 
@@ -308,6 +318,17 @@ pub struct PollLoop {
     pub look_first: bool,
     /// A comment on the `Choice`.
     pub choice_comment: Option<String>,
+    /// How the loop fails when it gives up, instead of `WaitTimedOut`.
+    pub gives_up_with: Option<GiveUp>,
+}
+
+/// A poll loop's own failure at its bound: an error name and the cause's `States.Format` expression.
+#[derive(Debug, Clone)]
+pub struct GiveUp {
+    /// The error name (e.g. `SmokeTestFailed`).
+    pub error: String,
+    /// An intrinsic expression for the cause.
+    pub cause: String,
 }
 
 /// The error a poll loop ends with when it gives up.
@@ -387,18 +408,22 @@ impl PollLoop {
                 "Next": wait_name,
             }),
         );
+        let (error, cause) = match &self.gives_up_with {
+            Some(give_up) => (give_up.error.clone(), give_up.cause.clone()),
+            None => (
+                WAIT_TIMED_OUT.to_owned(),
+                format!(
+                    "States.Format('Gave up waiting {} after {{}} polls over {{}} minutes (config.poll.{kind}_timeout_minutes).', $.poll.count, $.poll.timeout_minutes)",
+                    self.what
+                ),
+            ),
+        };
         states.add(
             &give_up,
             json!({
                 "Type": "Pass",
-                "Comment": format!("The {kind} timeout passed: {WAIT_TIMED_OUT}, handled like any other failure."),
-                "Parameters": {
-                    "Error": WAIT_TIMED_OUT,
-                    "Cause.$": format!(
-                        "States.Format('Gave up waiting {} after {{}} polls over {{}} minutes (config.poll.{kind}_timeout_minutes).', $.poll.count, $.poll.timeout_minutes)",
-                        self.what
-                    ),
-                },
+                "Comment": format!("The {kind} timeout passed: {error}, handled like any other failure."),
+                "Parameters": {"Error": error, "Cause.$": cause},
                 "ResultPath": "$.error",
                 "Next": self.failure,
             }),

@@ -5,7 +5,7 @@ use understudy_shared::poll::PollKind;
 
 use crate::asl::{
     config_payload, fail, lambda, machine, report, run_payload, succeed, when_true, with_comment, Catch,
-    Function, PollLoop, States, Task,
+    Function, GiveUp, PollLoop, States, Task,
 };
 
 /// One generated machine: its file stem (`statemachines/<name>.asl.json`) and definition.
@@ -113,6 +113,7 @@ fn snapshot_stage(then: &str) -> States {
             failure: SNAPSHOT_FAILED.into(),
             look_first: false,
             choice_comment: None,
+            gives_up_with: None,
         }
         .states(),
     );
@@ -189,6 +190,7 @@ fn refresh_loop(
         failure: UNDO.into(),
         look_first: false,
         choice_comment: None,
+        gives_up_with: None,
     }
     .states()
 }
@@ -780,6 +782,7 @@ pub fn sleep() -> Value {
             failure: failed.into(),
             look_first: true,
             choice_comment: None,
+            gives_up_with: None,
         }
         .states(),
     );
@@ -831,6 +834,7 @@ pub fn wake() -> Value {
             failure: failed.into(),
             look_first: true,
             choice_comment: None,
+            gives_up_with: None,
         }
         .states(),
     );
@@ -851,6 +855,7 @@ pub fn wake() -> Value {
             failure: failed.into(),
             look_first: true,
             choice_comment: Some("settled is false while a resource could not be woken yet (e.g. an instance still stopping): wake it again.".into()),
+            gives_up_with: None,
         }
         .states(),
     );
@@ -865,29 +870,76 @@ pub fn wake() -> Value {
                 .result_path("$.status")
                 .catch(Catch::to(failed)),
             done: "$.status.services_stable".into(),
-            then: "Report the wake".into(),
+            then: SMOKE_START.into(),
             failure: failed.into(),
             look_first: false,
             choice_comment: Some("Stable: every ECS service runs its desired count with nothing pending, every Auto Scaling group has its desired instances InService, every EC2 instance is running.".into()),
+            gives_up_with: None,
         }
         .states(),
     );
+    states.extend(smoke_stage("Report the wake", failed));
     states.add(
         "Report the wake",
         report(
-            "The execution's output: what each phase did and the final status, not the config.",
-            json!({"databases.$": "$.databases", "services.$": "$.services", "status.$": "$.status"}),
+            "The execution's output: what each phase did, the final status and the smoke test's report, not the config.",
+            json!({"databases.$": "$.databases", "services.$": "$.services", "status.$": "$.status", "smoke.$": "$.smoke"}),
             "Staging is awake",
         ),
     );
     states.add("Staging is awake", succeed());
     states.add(failed, scale_failed());
     machine(
-        "understudy wake: start staging's databases and wait until they are available, then scale the services back to what each one remembers, and wait until they are stable.",
+        "understudy wake: start staging's databases and wait until they are available, then scale the services back to what each one remembers, wait until they are stable, and run the smoke test until it passes.",
         VALIDATE,
         states,
         0,
     )
+}
+
+const SMOKE_START: &str = "Begin the smoke test";
+/// The error a smoke test ends with at its deadline.
+pub const SMOKE_TEST_FAILED: &str = "SmokeTestFailed";
+
+/// The smoke stage, shared by `wake` (and the refresh, later): rounds of the
+/// smoke-test function's checks, `smoke.round_seconds` apart, until every check
+/// passed (then `then`) or `smoke.deadline_seconds` passed (`SmokeTestFailed`
+/// naming the failing checks, to `failure`). With no checks configured the
+/// first round answers `skipped` and the stage ends at once.
+fn smoke_stage(then: &str, failure: &str) -> States {
+    let mut states = States::new();
+    let rounds = PollLoop {
+        what: "for the smoke test".into(),
+        kind: PollKind::Smoke,
+        check: "Run the smoke checks".into(),
+        choice: "Do the smoke checks pass?".into(),
+        task: lambda(Function::SmokeTest, config_payload("round", json!({"previous.$": "$.smoke"})))
+            .comment("One round: every check not passed yet, once, with a short per-request timeout; answers the report so far.")
+            .select(&["skipped", "passed", "rounds", "pending", "pending_left_out", "checks", "checks_left_out"])
+            .result_path("$.smoke")
+            .catch(Catch::to(failure)),
+        done: "$.smoke.passed".into(),
+        then: then.into(),
+        failure: failure.into(),
+        look_first: true,
+        choice_comment: Some("passed: every check passed (or none is configured: skipped).".into()),
+        gives_up_with: Some(GiveUp {
+            error: SMOKE_TEST_FAILED.into(),
+            cause: "States.Format('Smoke checks still failing after {} rounds (config.smoke.deadline_seconds): {}', $.smoke.rounds, States.JsonToString($.smoke.pending))".into(),
+        }),
+    };
+    states.add(
+        SMOKE_START,
+        json!({
+            "Type": "Pass",
+            "Comment": "No report yet: the first round runs every check.",
+            "Result": {},
+            "ResultPath": "$.smoke",
+            "Next": rounds.start(),
+        }),
+    );
+    states.extend(rounds.states());
+    states
 }
 
 /// `restop`: a database AWS restarted after 7 days stopped is stopped again.
@@ -920,6 +972,7 @@ pub fn restop() -> Value {
             failure: failed.into(),
             look_first: true,
             choice_comment: None,
+            gives_up_with: None,
         }
         .states(),
     );
