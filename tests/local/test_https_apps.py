@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from processes import gone
+
 HERE = Path(__file__).resolve().parent
 LAUNCHER = HERE / "https_apps.py"
 READY_TIMEOUT = 30
@@ -62,13 +64,6 @@ def read_ready_line(stream: IO[str], timeout: float = READY_TIMEOUT) -> dict[str
     return json.loads(line)
 
 
-def gone(pid: int) -> bool:
-    """Whether a process (not necessarily our child) has ended: no such pid, or a zombie."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"
 
 
 def wait_until_gone(pid: int, seconds: float) -> bool:

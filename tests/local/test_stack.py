@@ -25,6 +25,8 @@ from pathlib import Path
 import boto3
 from botocore.config import Config
 
+from processes import gone
+
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
 REGION = "us-east-1"
@@ -61,12 +63,6 @@ def read_exports(stdout) -> dict[str, str]:
     raise AssertionError(f"stack ended before it was ready; printed {exports}")
 
 
-def gone(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return True
-    return state == "Z"
 
 
 def wait_until_gone(pids: list[int], seconds: float = 5) -> list[int]:
