@@ -48,6 +48,8 @@ pub struct EnvironmentConfig {
     pub scale: crate::scale::ScaleSettings,
     /// The smoke test's checks (the smoke-test function).
     pub smoke: crate::smoke::SmokeSettings,
+    /// How a refresh ends: staging as before or awake, migrations.
+    pub refresh: crate::refresh::RefreshSettings,
     /// The input's `dry_run`: count what the mirror would copy and delete, change nothing.
     pub dry_run: bool,
     /// The input's `label`, a note for the run's output and events.
@@ -81,6 +83,9 @@ pub struct ConfigDocument {
     /// The smoke test: HTTP(S) checks that staging answers correctly.
     #[serde(default)]
     pub smoke: crate::smoke::SmokeSettings,
+    /// What a refresh does after the swap: how staging ends, migrations.
+    #[serde(default)]
+    pub refresh: crate::refresh::RefreshSettings,
 }
 
 /// The parts of an execution input that are not document overrides.
@@ -580,6 +585,7 @@ impl EnvironmentConfig {
             retention: document.retention,
             scale: document.scale,
             smoke: document.smoke,
+            refresh: document.refresh,
             dry_run: run.dry_run,
             label: run.label,
         };
@@ -597,6 +603,7 @@ impl EnvironmentConfig {
         }
         self.scale.check()?;
         self.smoke.check()?;
+        self.refresh.check()?;
         self.poll.plans(&self.smoke, &[])?;
         if self.retention.keep_snapshots == 0 {
             return Err(invalid(

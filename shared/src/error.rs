@@ -80,6 +80,10 @@ pub enum Error {
     /// Raised by the machines themselves, naming the failing checks.
     #[error("{0}")]
     SmokeTestFailed(String),
+    /// The refresh's migration request (`refresh.migrate`) failed or answered
+    /// other than its `expect`; not retried (a migration may not be idempotent).
+    #[error("{0}")]
+    MigrationFailed(String),
 }
 
 impl Error {
@@ -109,6 +113,7 @@ impl Error {
             Error::DatabaseFailed(_) => "DatabaseFailed",
             Error::WaitTimedOut(_) => "WaitTimedOut",
             Error::SmokeTestFailed(_) => "SmokeTestFailed",
+            Error::MigrationFailed(_) => "MigrationFailed",
         }
     }
 
@@ -202,6 +207,16 @@ pub const RETRY_POLICY: &[RetryRule] = &[
     },
     RetryRule { errors: &["ResourceBusy"], interval_seconds: 10, max_attempts: 8, backoff_rate: 1.5 },
 ];
+
+/// What an `events:putEvents` task retries: an entry EventBridge did not take
+/// (`EventBridge.FailedEntry`, throttling or an internal failure per entry) and
+/// the service's own transient errors. Anything else goes to the task's `Catch`.
+pub const PUBLISH_RETRY: RetryRule = RetryRule {
+    errors: &["EventBridge.FailedEntry", "EventBridge.InternalException", "EventBridge.ThrottlingException"],
+    interval_seconds: 2,
+    max_attempts: 5,
+    backoff_rate: 2.0,
+};
 
 fn is_throttling_code(code: &str) -> bool {
     matches!(

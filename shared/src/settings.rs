@@ -89,6 +89,8 @@ pub struct Begun {
     pub waits: WaitPlans,
     /// Whether `sleep` checks the idle metric first (`scale.idle.enabled`).
     pub idle_check: bool,
+    /// What the refresh machine's choices read: how staging ends, migrations, the mirror.
+    pub refresh: crate::refresh::RefreshPlan,
 }
 
 /// A function's view of its configuration: the stack parameters and the stored document.
@@ -131,6 +133,12 @@ impl Settings {
             config: ConfigRef { version: Some(version), input },
             waits,
             idle_check: config.scale.idle.enabled,
+            refresh: crate::refresh::RefreshPlan {
+                awake: config.refresh.after == crate::refresh::After::Awake,
+                migrate: config.refresh.migrate.is_some(),
+                restart: config.refresh.restart_services,
+                mirror: !config.buckets.is_empty(),
+            },
         };
         Ok((begun, config))
     }

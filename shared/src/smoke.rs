@@ -190,54 +190,64 @@ impl SmokeSettings {
             return Err(invalid("config.smoke.request_timeout_ms", "must be 100-60000".into()));
         }
         for (index, check) in self.checks.iter().enumerate() {
-            let at = |field: &str| format!("config.smoke.checks[{index}].{field}");
+            let path = format!("config.smoke.checks[{index}]");
             if check.name.trim().is_empty() || self.checks[..index].iter().any(|c| c.name == check.name) {
-                return Err(invalid(&at("name"), format!("`{}` must be non-empty and unique", check.name)));
-            }
-            for (field, url) in [
-                ("url", Some(check.url.as_str())),
-                ("compare_with.base_url", check.compare_with.as_ref().map(|c| c.base_url.as_str())),
-            ] {
-                if let Some(url) = url {
-                    if !(url.starts_with("http://") || url.starts_with("https://")) {
-                        return Err(invalid(
-                            &at(field),
-                            format!("`{url}` is not an http:// or https:// URL"),
-                        ));
-                    }
-                }
-            }
-            if !check.method.chars().all(|c| c.is_ascii_uppercase()) || check.method.is_empty() {
                 return Err(invalid(
-                    &at("method"),
-                    format!("`{}` is not an HTTP method (GET, POST, ...)", check.method),
+                    &format!("{path}.name"),
+                    format!("`{}` must be non-empty and unique", check.name),
                 ));
             }
-            if check.expect.status.is_empty() || check.expect.status.iter().any(|s| !(100..=599).contains(s))
-            {
-                return Err(invalid(&at("expect.status"), "must list status codes 100-599".into()));
-            }
-            let patterns = check.expect.headers.values().chain(check.expect.body.as_ref());
-            for pattern in patterns {
-                if let TextMatch::Matches(pattern) = pattern {
-                    regex_lite::Regex::new(pattern).map_err(|err| {
-                        invalid(&at("expect"), format!("bad regular expression `{pattern}`: {err}"))
-                    })?;
+            check.check_at(&path)?;
+        }
+        Ok(())
+    }
+}
+
+impl SmokeCheck {
+    /// What types cannot say about one request: its URLs, method, statuses,
+    /// patterns and pointers; errors name the field under `path`.
+    pub fn check_at(&self, path: &str) -> Result<()> {
+        let check = self;
+        let at = |field: &str| format!("{path}.{field}");
+        for (field, url) in [
+            ("url", Some(check.url.as_str())),
+            ("compare_with.base_url", check.compare_with.as_ref().map(|c| c.base_url.as_str())),
+        ] {
+            if let Some(url) = url {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    return Err(invalid(&at(field), format!("`{url}` is not an http:// or https:// URL")));
                 }
             }
-            let pointers = check
-                .expect
-                .json
-                .keys()
-                .chain(&check.expect.json_exists)
-                .chain(check.compare_with.iter().flat_map(|c| &c.json));
-            for pointer in pointers {
-                if !pointer.is_empty() && !pointer.starts_with('/') {
-                    return Err(invalid(
-                        &at("expect"),
-                        format!("`{pointer}` is not a JSON pointer (`/field/0`)"),
-                    ));
-                }
+        }
+        if !check.method.chars().all(|c| c.is_ascii_uppercase()) || check.method.is_empty() {
+            return Err(invalid(
+                &at("method"),
+                format!("`{}` is not an HTTP method (GET, POST, ...)", check.method),
+            ));
+        }
+        if check.expect.status.is_empty() || check.expect.status.iter().any(|s| !(100..=599).contains(s)) {
+            return Err(invalid(&at("expect.status"), "must list status codes 100-599".into()));
+        }
+        let patterns = check.expect.headers.values().chain(check.expect.body.as_ref());
+        for pattern in patterns {
+            if let TextMatch::Matches(pattern) = pattern {
+                regex_lite::Regex::new(pattern).map_err(|err| {
+                    invalid(&at("expect"), format!("bad regular expression `{pattern}`: {err}"))
+                })?;
+            }
+        }
+        let pointers = check
+            .expect
+            .json
+            .keys()
+            .chain(&check.expect.json_exists)
+            .chain(check.compare_with.iter().flat_map(|c| &c.json));
+        for pointer in pointers {
+            if !pointer.is_empty() && !pointer.starts_with('/') {
+                return Err(invalid(
+                    &at("expect"),
+                    format!("`{pointer}` is not a JSON pointer (`/field/0`)"),
+                ));
             }
         }
         Ok(())

@@ -91,6 +91,22 @@ impl Accounts {
             .await
             .expect("seed production instance");
     }
+
+    /// Seed 003's production database: a PostgreSQL instance in the staging
+    /// account itself (a same-account setup), master user `app_owner`.
+    pub async fn seed_same_account_production_instance(&self, identifier: &str) {
+        self.staging_rds()
+            .create_db_instance()
+            .db_instance_identifier(identifier)
+            .engine("postgres")
+            .db_instance_class("db.t4g.small")
+            .allocated_storage(20)
+            .master_username("app_owner")
+            .master_user_password(PRODUCTION_PASSWORD)
+            .send()
+            .await
+            .expect("seed the same-account production instance");
+    }
 }
 
 /// What a refresh test seeds: production's share key and staging's password secret.

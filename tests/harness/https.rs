@@ -88,3 +88,22 @@ impl Drop for HttpsApps {
         crate::stack::stop(&mut self.child);
     }
 }
+
+/// A JSON POST to a plain-HTTP app with std only (the apps' control routes:
+/// `/version`, `/flaky/reset`); answers the status.
+pub fn post_json(url: &str, body: &Value) -> u16 {
+    use std::io::{Read, Write};
+    let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
+    let path = &url[url.find(&authority).unwrap() + authority.len()..];
+    let body = body.to_string();
+    let mut stream = std::net::TcpStream::connect(&authority).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
+}

@@ -8,6 +8,7 @@
 pub mod accounts;
 pub mod buckets;
 pub mod deployment;
+pub mod events;
 pub mod https;
 pub mod invoke;
 pub mod scale;

@@ -84,7 +84,10 @@ impl StateMachines {
         let path = workspace_root().join("statemachines").join(file);
         let mut definition =
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
-        for (key, value) in substitutions.iter().cloned().chain(function_arns()) {
+        let defaults = function_arns().into_iter().chain(template_defaults());
+        let given: Vec<String> = substitutions.iter().map(|(key, _)| key.clone()).collect();
+        let defaults: Vec<(String, String)> = defaults.filter(|(key, _)| !given.contains(key)).collect();
+        for (key, value) in substitutions.iter().cloned().chain(defaults) {
             definition = definition.replace(&format!("${{{key}}}"), &value);
         }
         if let Some(at) = definition.find("${") {
@@ -220,6 +223,14 @@ fn find_config(value: &Value, input: &Value) -> Option<Value> {
         _ => None,
     }
 }
+
+/// The other substitutions at the template's defaults: the account's default bus.
+fn template_defaults() -> Vec<(String, String)> {
+    vec![("EventBusName".to_owned(), DEFAULT_EVENT_BUS.to_owned())]
+}
+
+/// The template's default `EventBusName`: the account's default bus.
+pub const DEFAULT_EVENT_BUS: &str = "default";
 
 /// `<Name>FunctionArn` for every function the template's machines invoke.
 fn function_arns() -> Vec<(String, String)> {

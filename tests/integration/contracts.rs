@@ -4,9 +4,10 @@
 
 use std::fs;
 
-use serde_json::Value;
+use serde_json::{json, Value};
 use understudy_shared::config::EnvironmentConfig;
 use understudy_shared::deployment::Deployment;
+use understudy_shared::error::PUBLISH_RETRY;
 use understudy_shared::Error;
 use understudy_tests::stack::function_names;
 use understudy_tests::workspace_root;
@@ -41,8 +42,10 @@ fn assemble(name: &str, input: &Value) -> EnvironmentConfig {
 
 #[test]
 fn every_function_event_parses_and_its_config_assembles() {
-    let events: Vec<_> =
-        json_files("tests/events").into_iter().filter(|(n, _)| !n.starts_with("statemachine-")).collect();
+    let events: Vec<_> = json_files("tests/events")
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("statemachine-") && !n.starts_with("lifecycle-"))
+        .collect();
     assert!(events.len() >= 20, "{events:?}");
     for (name, event) in events {
         let input = event["config"]["input"].clone();
@@ -66,6 +69,40 @@ fn every_function_event_parses_and_its_config_assembles() {
     }
 }
 
+/// The published lifecycle events (`lifecycle-*.json`, as a rule target receives
+/// them): source `understudy`, a known detail type, a detail of the documented shape.
+#[test]
+fn every_lifecycle_event_example_has_the_published_shape() {
+    use understudy_shared::lifecycle::{EventDetail, Lifecycle, EVENT_SOURCE};
+    let examples: Vec<_> =
+        json_files("tests/events").into_iter().filter(|(n, _)| n.starts_with("lifecycle-")).collect();
+    assert!(examples.len() >= 4, "{examples:?}");
+    for (name, event) in examples {
+        assert_eq!(event["source"], EVENT_SOURCE, "{name}");
+        let detail_type = event["detail-type"].as_str().unwrap();
+        let lifecycle = Lifecycle::ALL
+            .into_iter()
+            .find(|l| l.detail_type() == detail_type)
+            .unwrap_or_else(|| panic!("{name}: unknown detail type `{detail_type}`"));
+        assert_eq!(name, format!("lifecycle-{}.json", lifecycle.as_str()), "named after its event");
+        let detail: EventDetail = serde_json::from_value(event["detail"].clone())
+            .unwrap_or_else(|e| panic!("{name}: the detail does not parse: {e}"));
+        assert_eq!(
+            (detail.machine.as_str(), detail.outcome.as_str()),
+            (lifecycle.machine(), lifecycle.outcome())
+        );
+        assert_eq!(
+            detail.error.is_some(),
+            lifecycle.outcome() == "failed",
+            "{name}: an error exactly when failed"
+        );
+        assert!(
+            event["resources"].as_array().unwrap().iter().any(|r| r == &json!(detail.execution)),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn execution_inputs_are_small_overrides_that_assemble() {
     // The restop machine's input is the RDS event EventBridge delivers, not an override.
@@ -77,14 +114,22 @@ fn execution_inputs_are_small_overrides_that_assemble() {
     }
 }
 
-fn task_states(definition: &Value) -> Vec<(String, Value)> {
-    definition["States"]
-        .as_object()
-        .unwrap()
-        .iter()
-        .filter(|(_, s)| s["Type"] == "Task")
-        .map(|(n, s)| (n.clone(), s.clone()))
-        .collect()
+/// Every `Task` state with whether it needs its own `Catch`: top-level and
+/// `Parallel` branch tasks do; a `Map` processor's tasks fail their `Map`, whose
+/// `Catch` handles them.
+fn task_states(states: &Value, needs_catch: bool, found: &mut Vec<(String, Value, bool)>) {
+    for (name, state) in states.as_object().unwrap() {
+        if state["Type"] == "Task" {
+            found.push((name.clone(), state.clone(), needs_catch));
+        }
+        for branch in state["Branches"].as_array().into_iter().flatten() {
+            task_states(&branch["States"], needs_catch, found);
+        }
+        if let Some(processor) = state.get("ItemProcessor") {
+            assert!(state.get("Catch").is_some(), "{name}: a Map catches its processor's errors");
+            task_states(&processor["States"], false, found);
+        }
+    }
 }
 
 #[test]
@@ -93,7 +138,9 @@ fn every_task_retries_exactly_the_retryable_errors_and_catches_the_rest() {
     assert!(!machines.is_empty());
     for (file, definition) in machines {
         assert_eq!(definition["QueryLanguage"], "JSONPath", "{file}: the local engine runs JSONPath only");
-        for (state, task) in task_states(&definition) {
+        let mut tasks = Vec::new();
+        task_states(&definition["States"], true, &mut tasks);
+        for (state, task, needs_catch) in tasks {
             let mut retried: Vec<&str> = task["Retry"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{file} / {state}: no Retry"))
@@ -101,10 +148,16 @@ fn every_task_retries_exactly_the_retryable_errors_and_catches_the_rest() {
                 .flat_map(|r| r["ErrorEquals"].as_array().unwrap().iter().map(|e| e.as_str().unwrap()))
                 .collect();
             retried.sort();
-            let mut expected: Vec<&str> =
-                LAMBDA_SERVICE_ERRORS.iter().chain(Error::RETRYABLE).copied().collect();
+            let mut expected: Vec<&str> = if task["Resource"] == "arn:aws:states:::events:putEvents" {
+                PUBLISH_RETRY.errors.to_vec()
+            } else {
+                LAMBDA_SERVICE_ERRORS.iter().chain(Error::RETRYABLE).copied().collect()
+            };
             expected.sort();
             assert_eq!(retried, expected, "{file} / {state}: retries exactly the retryable names");
+            if !needs_catch {
+                continue;
+            }
             let caught: Vec<&str> = task["Catch"]
                 .as_array()
                 .unwrap_or_else(|| panic!("{file} / {state}: no Catch"))

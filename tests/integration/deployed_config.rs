@@ -123,14 +123,22 @@ async fn a_trust_setting_in_the_input_fails_before_any_call() {
     ] {
         world.stack.take_requests();
         let outcome = world.run(&arn, run, &input).await;
-        let calls: Vec<Value> =
-            world.stack.take_requests().into_iter().filter(|r| r["service"] != "stepfunctions").collect();
+        // Step Functions' own calls: its API, and the Refresh Failed event it publishes.
+        let calls: Vec<Value> = world
+            .stack
+            .take_requests()
+            .into_iter()
+            .filter(|r| {
+                r["service"] != "stepfunctions" && !(r["service"] == "events" && r["action"] == "PutEvents")
+            })
+            .collect();
 
         assert_eq!(outcome.status, "FAILED", "{run}: {outcome:#?}");
         assert_eq!(outcome.error.as_deref(), Some("InvalidInput"), "{run}: {outcome:#?}");
         let cause = outcome.cause.clone().unwrap_or_default();
         assert!(cause.contains(&format!("`{field}`")), "{run}: the cause names {field}: {cause}");
         assert_eq!(calls, Vec::<Value>::new(), "{run}: 0 AWS calls besides Step Functions'");
+        assert_eq!(outcome.times_entered("Publish Refresh Failed"), 1, "{run}: the failure is announced");
         assert_eq!(outcome.times_entered("Check the guard rails"), 0, "{run}");
     }
 }

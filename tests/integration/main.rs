@@ -3,6 +3,7 @@
 //! One binary (each extra one links the AWS SDK again).
 
 mod answer_contracts;
+mod complete_refresh;
 mod contracts;
 mod deployed_config;
 mod mirror_function;

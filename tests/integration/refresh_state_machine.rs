@@ -188,16 +188,7 @@ async fn seed_003_same_account_instance_is_replaced_the_same_way() {
     let accounts = Accounts::new(&stack).await;
     let world = accounts.seed_refresh_world(&stack).await;
     let rds = accounts.staging_rds();
-    rds.create_db_instance()
-        .db_instance_identifier("app-production")
-        .engine("postgres")
-        .db_instance_class("db.t4g.small")
-        .allocated_storage(20)
-        .master_username("app_owner")
-        .master_user_password(PRODUCTION_PASSWORD)
-        .send()
-        .await
-        .unwrap();
+    accounts.seed_same_account_production_instance("app-production").await;
     accounts.seed_staging_instance("app-staging", STAGING_TAGS).await;
     // A same-account stack: ProductionAccountId left empty (the stack's own account), no role.
     let (_, mut document) = refresh_deployment("instance", "app-production", "app-staging", &world);

@@ -212,9 +212,14 @@ pub fn tag(cluster: &DbCluster, key: &str) -> Option<String> {
     tags_of(cluster).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-/// The mutating records of the request recorder.
+/// The mutating records of the request recorder, but the lifecycle events the
+/// machines publish (`events:PutEvents`: an announcement, not a change to a resource).
 pub fn mutating(requests: &[Value]) -> Vec<Value> {
-    requests.iter().filter(|r| r["mutating"] == true).cloned().collect()
+    requests
+        .iter()
+        .filter(|r| r["mutating"] == true && !(r["service"] == "events" && r["action"] == "PutEvents"))
+        .cloned()
+        .collect()
 }
 
 /// Mutating calls counted per `account service:action`.

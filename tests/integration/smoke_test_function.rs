@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use understudy_tests::deployment::write_config;
-use understudy_tests::https::HttpsApps;
+use understudy_tests::https::{post_json, HttpsApps};
 use understudy_tests::{Accounts, LocalStack};
 
 /// The API key seed 004 sends, kept in Secrets Manager.
@@ -72,7 +72,7 @@ async fn every_expectation_passes_or_fails_as_it_should_and_the_api_key_stays_se
          "headers": {"x-api-key": "not-the-key"}, "expect": {"status": [403]}},
     ]);
     // Staging answers another version than production.
-    let set_version = reqwest_free_post(&format!("{staging}/version"), &json!({"version": "1.5.0"}));
+    let set_version = post_json(&format!("{staging}/version"), &json!({"version": "1.5.0"}));
     assert_eq!(set_version, 200);
     write_config(&accounts.staging, &json!({"smoke": {"checks": checks, "ca_bundle": apps.ca_bundle}})).await;
 
@@ -116,7 +116,7 @@ async fn a_service_warming_up_passes_after_more_rounds_and_passed_checks_are_not
     let accounts = Accounts::new(&stack).await;
     let apps = HttpsApps::start();
     let staging = apps.url("staging");
-    assert_eq!(reqwest_free_post(&format!("{staging}/flaky/reset"), &json!({})), 200);
+    assert_eq!(post_json(&format!("{staging}/flaky/reset"), &json!({})), 200);
     let checks = json!([
         {"name": "health", "url": format!("{staging}/health")},
         {"name": "warming up", "url": format!("{staging}/flaky?for=1.5")},
@@ -153,22 +153,4 @@ async fn without_checks_the_round_is_skipped_and_a_bad_section_is_refused_by_nam
     let refused = stack.invoke("smoke-test", &json!({"action": "round"}));
     assert_eq!(refused.error_type(), Some("InvalidInput"));
     assert!(refused.error_message().contains("config.smoke.checks[0].url"), "{}", refused.error_message());
-}
-
-/// A JSON POST with std only (the apps' control routes); answers the status.
-fn reqwest_free_post(url: &str, body: &Value) -> u16 {
-    use std::io::{Read, Write};
-    let authority = url.trim_start_matches("http://").split('/').next().unwrap().to_owned();
-    let path = &url[url.find(&authority).unwrap() + authority.len()..];
-    let body = body.to_string();
-    let mut stream = std::net::TcpStream::connect(&authority).unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).unwrap();
-    answer.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0)
 }

@@ -57,6 +57,8 @@ come with `Content-Type: application/json`). V is "1.4.2"; E is "production" on 
                               started or was last reset, then 200 {"status": "ok"}
     POST /flaky/reset         200 {"reset": true}: restarts this server's /flaky clock
     POST /version             {"version": X}: this server's /health answers version X from now on
+    POST /run-migrations      200 {"migrations": N}: counts one more migration run on this server
+                              (seed 002's endpoint); GET /migrations answers {"migrations": N}
     GET  /api/items           200 {"items": [1, 2, 3]} if the request header `x-api-key` is
                               `k3y-s3cr3t-value`, else 403 {"error": "forbidden"}
     anything else             404 {"error": "not found"} (a bad `ms` or `for`: 400)
@@ -266,6 +268,7 @@ class AppServer(ThreadingHTTPServer):
         self.name = name
         self.environment = environment
         self.version = VERSION  # what /health answers; POST /version changes it
+        self.migrations = 0  # POST /run-migrations counts
         self.tls = tls
         self._clock_lock = threading.Lock()
         self._started = time.monotonic()
@@ -400,6 +403,15 @@ class AppHandler(BaseHTTPRequestHandler):
         self.server.version = version
         self._send_json(200, {"version": version})
 
+    def run_migrations(self, query: dict[str, str], body: bytes) -> None:
+        with self.server._clock_lock:
+            self.server.migrations += 1
+            count = self.server.migrations
+        self._send_json(200, {"migrations": count})
+
+    def migrations(self, query: dict[str, str], body: bytes) -> None:
+        self._send_json(200, {"migrations": self.server.migrations})
+
     def flaky_reset(self, query: dict[str, str], body: bytes) -> None:
         self.server.reset_clock()
         self._send_json(200, {"reset": True})
@@ -417,6 +429,8 @@ class AppHandler(BaseHTTPRequestHandler):
         ("GET", "/flaky"): flaky,
         ("POST", "/flaky/reset"): flaky_reset,
         ("POST", "/version"): set_version,
+        ("POST", "/run-migrations"): run_migrations,
+        ("GET", "/migrations"): migrations,
         ("GET", "/api/items"): items,
     }
 

@@ -38,6 +38,10 @@ What runs:
   Function processes get a clean environment: AWS_REGION, AWS_ENDPOINT_URL (moto),
   credentials `testing`/`testing`, the AWS_LAMBDA_* variables, the template's
   variables, and the launcher's own UNDERSTUDY_*, RUST_LOG* and RUST_BACKTRACE*.
+- **Lifecycle events** (events.py): `POST /understudy/events/subscribe {"name", "bus"?,
+  "pattern"?}` makes an SQS queue and an EventBridge rule on the bus targeting it;
+  `POST /understudy/events/receive {"queue_url"}` drains it, so a test reads what the
+  machines published as a subscriber would.
 - **Deployment** (deploy.py): `POST /understudy/deploy {"parameters": {...}}` resolves the
   template's intrinsics with those parameters (CloudFormation's checks first), gives every
   function the resulting environment, and creates the stack's versioned ConfigBucket. The
@@ -207,6 +211,7 @@ from moto.moto_server.werkzeug_app import (  # noqa: E402
 from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import deploy  # noqa: E402
+import events  # noqa: E402
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
 import rds_status  # noqa: E402
@@ -260,9 +265,10 @@ def moto_app() -> Callable:
     return s3_faults.wrap(traffic.Interceptor(DomainDispatcherApplication(create_app)))
 
 
-def control_apps(region: str, deployer: deploy.Deployer) -> dict[str, Callable]:
+def control_apps(region: str, deployer: deploy.Deployer, moto_endpoint: str = "") -> dict[str, Callable]:
     """The invoke host's /understudy/* endpoints, by path."""
     return {
+        **events.events_app(lambda: moto_endpoint, region),
         "/understudy/deploy": deployer.app,
         "/understudy/slow-polls": slow_transitions.control_app,
         "/understudy/faults": traffic.faults_app,
@@ -318,7 +324,7 @@ def main(argv: list[str] | None = None) -> int:
     host = lambda_host.InvokeHost(configs, args.region, moto_endpoint, log_dir)
     deployer = deploy.Deployer(args.template, host, args.region)
     invoke_server = make_server(
-        "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region, deployer)), threaded=True,
+        "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region, deployer, moto_endpoint)), threaded=True,
         request_handler=MotoRequestHandler,
     )
     # moto's Step Functions engine sends lambda:invoke to localhost:MOTO_PORT.

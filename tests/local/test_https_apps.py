@@ -260,6 +260,15 @@ class HttpsAppsTest(unittest.TestCase):
         time.sleep(max(0.0, reset + 1.05 - time.monotonic()))
         self.assertEqual(self.answer(f"{url}/flaky?for=1"), (200, {"status": "ok"}))
 
+    def test_run_migrations_counts_per_server(self) -> None:
+        url = self.urls["staging"]
+        _, before = self.answer(f"{url}/migrations")
+        self.assertEqual(self.answer(f"{url}/run-migrations", method="POST", body=b""),
+                         (200, {"migrations": before["migrations"] + 1}))
+        self.assertEqual(self.answer(f"{url}/migrations"), (200, {"migrations": before["migrations"] + 1}))
+        _, production = self.answer(f"{self.urls['production']}/migrations")
+        self.assertEqual(production, {"migrations": 0})
+
     def test_api_items(self) -> None:
         url = f"{self.urls['valid']}/api/items"
         context = trusting(self.ready["ca_bundle"])

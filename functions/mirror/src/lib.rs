@@ -94,6 +94,12 @@ pub struct MirrorRequest {
     /// Delete the target's extras after the copy phase (default true).
     #[serde(default = "yes")]
     pub delete: bool,
+    /// The copy phase never deletes, even when one invocation did all of it: the
+    /// delete phase is the answer's `next`, sent when the caller decides (a
+    /// refresh, once the database is swapped in; the fanned-out mirror, once
+    /// every range is copied). Default false.
+    #[serde(default)]
+    pub hold_deletes: bool,
     /// Count what would be copied and deleted, change nothing.
     #[serde(default)]
     pub dry_run: bool,
@@ -178,6 +184,9 @@ pub struct PlanRequest {
     /// Passed on (see [`MirrorRequest`]); default the function's.
     #[serde(default)]
     pub concurrency: Option<usize>,
+    /// Passed on (see [`MirrorRequest::hold_deletes`]).
+    #[serde(default)]
+    pub hold_deletes: bool,
 }
 
 fn one() -> usize {

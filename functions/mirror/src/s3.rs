@@ -237,10 +237,17 @@ impl Buckets {
         if let Some(class) = object.storage_class.as_deref().filter(|c| *c != "STANDARD") {
             request = request.storage_class(StorageClass::from(class));
         }
-        let out = request
-            .send()
-            .await
-            .map_err(|e| s3_error(format!("s3:CopyObject `{}`", self.source_key(&object.key)), e))?;
+        let out = request.send().await.map_err(|e| {
+            s3_error(
+                format!(
+                    "s3:CopyObject s3://{}/{} -> s3://{}/{target_key}",
+                    self.source.bucket,
+                    self.source_key(&object.key),
+                    self.target.bucket
+                ),
+                e,
+            )
+        })?;
         let copied_etag = out.copy_object_result().and_then(|r| r.e_tag()).unwrap_or_default();
         if bare_etag(copied_etag) != bare_etag(&object.etag) {
             // SSE-KMS (or another non-MD5 ETag): remember what this copy is of.
@@ -432,7 +439,12 @@ impl Buckets {
                 .copy_source(copy_source.as_str())
                 .copy_source_if_match(&object.etag)
                 .copy_source_range(format!("bytes={start}-{}", start + len.max(1) - 1));
-            let operation = format!("s3:UploadPartCopy `{target_key}` part {part_number}");
+            let operation = format!(
+                "s3:UploadPartCopy s3://{}/{} -> s3://{}/{target_key} part {part_number}",
+                self.source.bucket,
+                self.source_key(&object.key),
+                self.target.bucket
+            );
             tasks.spawn(async move {
                 let out = request.send().await.map_err(|e| s3_error(operation, e))?;
                 let etag = out.copy_part_result().and_then(|r| r.e_tag()).unwrap_or_default().to_owned();

@@ -190,8 +190,11 @@ pub async fn run(
             // When one invocation copies the whole prefix from the start, the whole
             // copy phase is this invocation: once its copies all succeeded it may
             // delete the extras it saw, without listing both sides again.
-            let whole_phase_here =
-                request.delete && token.start.is_none() && token.after.is_none() && token.until.is_none();
+            let whole_phase_here = request.delete
+                && !request.hold_deletes
+                && token.start.is_none()
+                && token.after.is_none()
+                && token.until.is_none();
             let copied =
                 copy_phase(&buckets, &request, &filter, &token, &mut counts, stop_at, whole_phase_here)
                     .await?;
@@ -461,6 +464,7 @@ pub async fn plan(
             include: bucket.include.clone(),
             exclude: bucket.exclude.clone(),
             delete: true,
+            hold_deletes: request.hold_deletes,
             dry_run: config.dry_run,
             compare: CompareMode::default(),
             concurrency: request.concurrency.unwrap_or(crate::DEFAULT_CONCURRENCY),

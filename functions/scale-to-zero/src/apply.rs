@@ -9,6 +9,22 @@ use understudy_shared::{Error, Result};
 use crate::discover::{target_id, Clients};
 use crate::model::{Change, Kind, Resource, SLEEP_KEYS};
 
+/// ECS `UpdateService` of the service `cluster/service`, with what `set` adds.
+async fn update_service(
+    clients: &Clients,
+    id: &str,
+    set: impl FnOnce(
+        aws_sdk_ecs::operation::update_service::builders::UpdateServiceFluentBuilder,
+    ) -> aws_sdk_ecs::operation::update_service::builders::UpdateServiceFluentBuilder,
+) -> Result<()> {
+    let (cluster, service) = service_parts(id)?;
+    set(clients.ecs.update_service().cluster(cluster).service(service))
+        .send()
+        .await
+        .map_err(|e| Error::from_sdk("ecs:UpdateService", e))?;
+    Ok(())
+}
+
 /// Makes `change` on `resource`.
 pub async fn apply(clients: &Clients, resource: &Resource, change: &Change) -> Result<()> {
     let id = resource.id.as_str();
@@ -25,19 +41,8 @@ pub async fn apply(clients: &Clients, resource: &Resource, change: &Change) -> R
             }
             forget(clients, resource, keys).await
         }
-        Change::Desired(count) => {
-            let (cluster, service) = service_parts(id)?;
-            clients
-                .ecs
-                .update_service()
-                .cluster(cluster)
-                .service(service)
-                .desired_count(*count)
-                .send()
-                .await
-                .map_err(|e| Error::from_sdk("ecs:UpdateService", e))?;
-            Ok(())
-        }
+        Change::Desired(count) => update_service(clients, id, |call| call.desired_count(*count)).await,
+        Change::NewDeployment => update_service(clients, id, |call| call.force_new_deployment(true)).await,
         Change::AutoScaling(range) => {
             clients
                 .autoscaling_targets

@@ -251,6 +251,7 @@ async fn describe_services(clients: &Clients, ids: &[String]) -> Result<Vec<Reso
                         desired: service.desired_count(),
                         running: service.running_count(),
                         pending: service.pending_count(),
+                        deployments: service.deployments().len(),
                         range: None,
                     },
                 });
@@ -451,6 +452,7 @@ async fn describe_groups(clients: &Clients, names: &[String]) -> Result<Vec<Reso
                         desired: group.desired_capacity().unwrap_or_default(),
                         running: in_service,
                         pending: total - in_service,
+                        deployments: 1,
                         range: Some(Range {
                             min: group.min_size().unwrap_or_default(),
                             max: group.max_size().unwrap_or_default(),

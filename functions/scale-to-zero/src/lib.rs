@@ -19,7 +19,13 @@
 //!   with `databases_available` and `services_stable` for the wait loops;
 //! - `check-idle`: a CloudWatch metric over the last N minutes against a threshold;
 //! - `restop`: an RDS "started after 7 days stopped" event; a sleeping database
-//!   is stopped again once available.
+//!   is stopped again once available;
+//! - `restart`: a new deployment of every awake ECS service the `scale` section
+//!   selects (`refresh.restart_services`: apps that cache database connections
+//!   reconnect to the refreshed database); `status` then waits until stable;
+//! - `announce`: the detail of a lifecycle event (`Refresh Succeeded`, `Environment
+//!   Woke`, ...) from the announcing machine's state (`understudy_shared::lifecycle`);
+//!   the machine publishes it with `events:putEvents`. Makes no AWS call.
 //!
 //! Every resource must carry the staging tag (`config.tag`): one that does not
 //! is refused with `GuardRailViolation` before any mutating call.
@@ -43,6 +49,7 @@ use understudy_shared::answer::{schema_of, to_answer, MAX_LISTED};
 use understudy_shared::aws::AwsContext;
 use understudy_shared::config::EnvironmentConfig;
 use understudy_shared::config::Validated;
+use understudy_shared::lifecycle::{announce, AnnounceRequest, Announcement};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::settings::{BeginRequest, Begun, ConfigRef, Settings, ValidateRequest};
 use understudy_shared::tags;
@@ -61,7 +68,8 @@ use crate::restop::{RestopAnswer, RestopDatabase, RestopOutcome};
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Every action, in the order the module doc lists them.
-pub const ACTIONS: &[&str] = &["begin", "validate", "sleep", "wake", "status", "check-idle", "restop"];
+pub const ACTIONS: &[&str] =
+    &["begin", "validate", "sleep", "wake", "status", "check-idle", "restop", "restart", "announce"];
 
 /// The schema of each action's answer, for the state machines' contract test.
 pub fn answer_schema(action: &str) -> Option<Schema> {
@@ -73,6 +81,8 @@ pub fn answer_schema(action: &str) -> Option<Schema> {
         "status" => schema_of::<StatusReport>(),
         "check-idle" => schema_of::<IdleReport>(),
         "restop" => schema_of::<RestopAnswer>(),
+        "restart" => schema_of::<RestartReport>(),
+        "announce" => schema_of::<Announcement>(),
         _ => return None,
     })
 }
@@ -152,6 +162,10 @@ pub enum ScaleRequest {
     CheckIdle(ConfigRequest),
     /// Re-stop a database AWS started after 7 days.
     Restop(RestopRequest),
+    /// New deployments of the awake services.
+    Restart(ConfigRequest),
+    /// A lifecycle event's detail.
+    Announce(AnnounceRequest),
 }
 
 impl ScaleRequest {
@@ -166,6 +180,8 @@ impl ScaleRequest {
             "status" => request.fields().map(Self::Status),
             "check-idle" => request.fields().map(Self::CheckIdle),
             "restop" => request.fields().map(Self::Restop),
+            "restart" => request.fields().map(Self::Restart),
+            "announce" => request.fields().map(Self::Announce),
             _ => Err(request.unknown_action(ACTIONS)),
         }
     }
@@ -328,6 +344,11 @@ impl ScaleFunction {
                 let event = restop::parse_event(request.event)?;
                 to_answer(&restop_database(&self.clients(&document), &document, &event).await?)
             }
+            ScaleRequest::Restart(request) => {
+                let document = self.settings.load(&request.config).await?;
+                to_answer(&restart(&self.clients(&document), &document).await?)
+            }
+            ScaleRequest::Announce(request) => to_answer(&announce(self.settings.deployment()?, &request)?),
         }
     }
 
@@ -363,6 +384,48 @@ pub async fn sleep(clients: &Clients, document: &EnvironmentConfig) -> Result<Re
     let mut entries = carry_out(clients, others, document.scale.concurrency).await;
     entries.extend(carry_out(clients, databases, document.scale.concurrency).await);
     report("sleep", document, entries).map(|(report, _)| report)
+}
+
+/// What `restart` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RestartReport {
+    /// `restart`.
+    pub action: String,
+    /// The environment's name.
+    pub environment: String,
+    /// The services given a new deployment (`cluster/service`), at most [`MAX_LISTED`].
+    pub restarted: Vec<String>,
+    /// Restarted services not listed.
+    pub restarted_left_out: usize,
+    /// Selected services at zero tasks (asleep or off), left alone.
+    pub at_zero: usize,
+}
+
+/// A new deployment (`forceNewDeployment`) of every selected ECS service that runs
+/// tasks; the staging tag is checked first, as for sleep and wake.
+pub async fn restart(clients: &Clients, document: &EnvironmentConfig) -> Result<RestartReport> {
+    let services = find(clients, document, &[Kind::EcsService]).await?;
+    let (awake, at_zero): (Vec<&Resource>, Vec<&Resource>) = services
+        .iter()
+        .partition(|service| matches!(service.state, model::State::Scalable { desired, .. } if desired > 0));
+    let restarted: Vec<String> = stream::iter(awake)
+        .map(|service| async move {
+            apply::apply(clients, service, &model::Change::NewDeployment).await.map(|()| service.id.clone())
+        })
+        .buffer_unordered(document.scale.concurrency.max(1) as usize)
+        .collect::<Vec<Result<String>>>()
+        .await
+        .into_iter()
+        .collect::<Result<_>>()?;
+    tracing::info!(restarted = restarted.len(), at_zero = at_zero.len(), "restarted the awake services");
+    let (restarted, restarted_left_out) = understudy_shared::answer::bounded(restarted);
+    Ok(RestartReport {
+        action: "restart".into(),
+        environment: document.environment.clone(),
+        restarted,
+        restarted_left_out,
+        at_zero: at_zero.len(),
+    })
 }
 
 /// Wakes the resources of `phase`.
@@ -512,8 +575,11 @@ fn detail(resource: &Resource) -> Value {
     use crate::model::State;
     let memory = model::Memory::of(&resource.tags);
     let mut detail = match &resource.state {
-        State::Scalable { desired, running, pending, range } => {
+        State::Scalable { desired, running, pending, deployments, range } => {
             let mut d = json!({"desired": desired, "running": running, "pending": pending});
+            if *deployments > 1 {
+                d["deployments"] = json!(deployments);
+            }
             if let Some(r) = range {
                 d["min"] = json!(r.min);
                 d["max"] = json!(r.max);
@@ -596,6 +662,7 @@ mod tests {
                 desired: 0,
                 running: 0,
                 pending: i32::from(n % 500 == 0),
+                deployments: 1,
                 range: Some(model::Range { min: 0, max: 0 }),
             },
         }

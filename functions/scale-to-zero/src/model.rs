@@ -79,6 +79,8 @@ pub enum State {
         running: i32,
         /// Pending tasks, or instances not yet InService.
         pending: i32,
+        /// An ECS service's deployments (a rollout in progress has more than one); 1 for a group.
+        deployments: usize,
         /// Application Auto Scaling's range (services, when registered) or the group's.
         range: Option<Range>,
     },
@@ -126,6 +128,8 @@ pub enum Change {
     Forget,
     /// ECS `UpdateService` desired count.
     Desired(i32),
+    /// ECS `UpdateService` with `forceNewDeployment` (a refresh's `restart_services`).
+    NewDeployment,
     /// Application Auto Scaling `RegisterScalableTarget` range.
     AutoScaling(Range),
     /// Auto Scaling group `UpdateAutoScalingGroup`.
@@ -918,9 +922,11 @@ pub enum Condition {
 pub fn condition(resource: &Resource) -> (Condition, bool) {
     let memory = Memory::of(&resource.tags);
     match &resource.state {
-        State::Scalable { desired, running, pending, .. } => {
+        State::Scalable { desired, running, pending, deployments, .. } => {
             let at_zero = *desired == 0;
-            let stable = running == desired && *pending == 0;
+            // A rollout (a new deployment beside the old one) is not stable yet,
+            // though the old tasks may already make up the desired count.
+            let stable = running == desired && *pending == 0 && *deployments <= 1;
             let condition = match (at_zero, memory.asleep, stable) {
                 (true, true, true) => Condition::Asleep,
                 (true, false, true) => Condition::Off,
@@ -1000,6 +1006,7 @@ mod tests {
                 desired,
                 running: desired,
                 pending: 0,
+                deployments: 1,
                 range: range.map(|(min, max)| Range { min, max }),
             },
         }
@@ -1198,6 +1205,20 @@ mod tests {
             engine_version: version.into(),
         };
         cluster
+    }
+
+    #[test]
+    fn a_service_rolling_out_a_new_deployment_is_not_stable_until_the_old_one_is_gone() {
+        let mut rolling = service(2, None, &[]);
+        assert_eq!(condition(&rolling), (Condition::Awake, true));
+        if let State::Scalable { deployments, .. } = &mut rolling.state {
+            *deployments = 2;
+        }
+        assert_eq!(
+            condition(&rolling),
+            (Condition::Changing, false),
+            "the old tasks still make up the count"
+        );
     }
 
     #[test]

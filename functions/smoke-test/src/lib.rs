@@ -9,6 +9,10 @@
 //!   waits and calls again until `passed`, or fails with `SmokeTestFailed` at
 //!   `smoke.deadline_seconds`. With no checks configured it answers
 //!   `skipped: true, passed: true`.
+//! - `migrate`: the refresh's one migration request (`refresh.migrate`, a check
+//!   in the same vocabulary), sent once with `refresh.migrate_timeout_seconds`;
+//!   any failure is `MigrationFailed` naming what differed (never retried: a
+//!   migration need not be idempotent).
 //!
 //! Secret header values (`{"secret_arn"}`) are read from Secrets Manager and never
 //! appear in an answer or a log line.
@@ -31,7 +35,7 @@ use understudy_shared::{Error, Result};
 pub use certificate::not_after;
 
 /// Every action.
-pub const ACTIONS: &[&str] = &["round"];
+pub const ACTIONS: &[&str] = &["round", "migrate"];
 /// Body bytes read from an answer at most (the rest is not looked at).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
@@ -39,6 +43,7 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub fn answer_schema(action: &str) -> Option<Schema> {
     Some(match action {
         "round" => schema_of::<SmokeReport>(),
+        "migrate" => schema_of::<CheckReport>(),
         _ => return None,
     })
 }
@@ -55,11 +60,22 @@ pub struct RoundRequest {
     pub previous: Option<SmokeReport>,
 }
 
+/// `{"action": "migrate", "config": {...}}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MigrateRequest {
+    /// The run's configuration reference (`begin`'s `config`).
+    #[serde(default)]
+    pub config: ConfigRef,
+}
+
 /// The function's requests, by action.
 #[derive(Debug)]
 pub enum SmokeRequest {
     /// See [`RoundRequest`].
     Round(RoundRequest),
+    /// See [`MigrateRequest`].
+    Migrate(MigrateRequest),
 }
 
 impl SmokeRequest {
@@ -68,6 +84,7 @@ impl SmokeRequest {
         let request = ActionRequest::new(payload)?;
         match request.action() {
             "round" => request.fields().map(Self::Round),
+            "migrate" => request.fields().map(Self::Migrate),
             _ => Err(request.unknown_action(ACTIONS)),
         }
     }
@@ -134,8 +151,55 @@ impl SmokeTestFunction {
                 let secrets = aws_sdk_secretsmanager::Client::new(self.aws.base());
                 to_answer(&round(&config.smoke, request.previous.unwrap_or_default(), &secrets).await?)
             }
+            SmokeRequest::Migrate(request) => {
+                let config = self.settings.load(&request.config).await?;
+                let Some(migrate) = &config.refresh.migrate else {
+                    return Err(Error::InvalidInput(
+                        "invalid input at `config.refresh.migrate`: no migration request is configured"
+                            .into(),
+                    ));
+                };
+                let secrets = aws_sdk_secretsmanager::Client::new(self.aws.base());
+                to_answer(
+                    &migrate_once(&config.smoke, migrate, config.refresh.migrate_timeout_seconds, &secrets)
+                        .await?,
+                )
+            }
         }
     }
+}
+
+/// Sends the migration request once and checks its answer: `MigrationFailed`
+/// naming what differed, or the check's report.
+pub async fn migrate_once(
+    smoke: &SmokeSettings,
+    migrate: &SmokeCheck,
+    timeout_seconds: u32,
+    secrets: &aws_sdk_secretsmanager::Client,
+) -> Result<CheckReport> {
+    let settings =
+        SmokeSettings { request_timeout_ms: timeout_seconds.saturating_mul(1000), ..smoke.clone() };
+    let clients = Clients::new(&settings)?;
+    let headers = resolve_headers(migrate, secrets).await?;
+    let outcome = run_check(clients.for_check(migrate), migrate, &headers).await;
+    tracing::info!(migration = %migrate.name, status = ?outcome.status, latency_ms = ?outcome.latency_ms, failures = ?outcome.failures, "migration request");
+    if !outcome.failures.is_empty() {
+        return Err(Error::MigrationFailed(format!(
+            "the migration request `{}` ({} {}) failed: {}",
+            migrate.name,
+            migrate.method,
+            migrate.url,
+            outcome.failures.join("; ")
+        )));
+    }
+    Ok(CheckReport {
+        name: migrate.name.clone(),
+        passed: true,
+        attempts: 1,
+        status: outcome.status,
+        latency_ms: outcome.latency_ms,
+        failures: Vec::new(),
+    })
 }
 
 /// Runs every check of `smoke` that `previous` does not show passed, concurrently.

@@ -4,7 +4,8 @@
 //! `serde_json::Value`s; [`States`] collects them under their names.
 
 use serde_json::{json, Map, Value};
-use understudy_shared::error::RETRY_POLICY;
+use understudy_shared::error::{RetryRule, PUBLISH_RETRY, RETRY_POLICY};
+use understudy_shared::lifecycle::{Lifecycle, EVENT_SOURCE};
 use understudy_shared::poll::PollKind;
 
 /// The task resource every Lambda step uses.
@@ -104,8 +105,12 @@ impl States {
 
 /// The suite's one `Retry` list, from [`RETRY_POLICY`].
 pub fn retry() -> Value {
+    retry_list(RETRY_POLICY)
+}
+
+fn retry_list(rules: &[RetryRule]) -> Value {
     Value::Array(
-        RETRY_POLICY
+        rules
             .iter()
             .map(|rule| {
                 json!({
@@ -118,6 +123,84 @@ pub fn retry() -> Value {
             })
             .collect(),
     )
+}
+
+/// The task resource that publishes lifecycle events.
+pub const PUT_EVENTS: &str = "arn:aws:states:::events:putEvents";
+
+/// Where the `announce` answer lands before it is published.
+pub const ANNOUNCED: &str = "$.announced";
+
+/// The two states that announce `event`: the scale-to-zero function's
+/// `announce` builds the detail from the state data (`$`, read leniently, so it
+/// works on every path), then `events:putEvents` publishes it on the stack's bus
+/// (`${EventBusName}`) with source `understudy`. Both go to `catch` on an error.
+pub fn announce_states(event: Lifecycle, announce: &str, publish: &str, catch: Catch, next: &str) -> States {
+    let mut states = States::new();
+    states.add(
+        announce,
+        lambda(
+            Function::ScaleToZero,
+            json!({
+                "action": "announce",
+                "event": event.as_str(),
+                "execution.$": "$$.Execution.Id",
+                "started.$": "$$.Execution.StartTime",
+                "now.$": "$$.State.EnteredTime",
+                "input.$": "$$.Execution.Input",
+                "state.$": "$",
+            }),
+        )
+        .comment(&format!(
+            "The detail of `{}`, from what the run holds (no configuration).",
+            event.detail_type()
+        ))
+        .select(&["detail_type", "detail"])
+        .result_path(ANNOUNCED)
+        .catch(catch.clone())
+        .next(publish)
+        .build(),
+    );
+    states.add(
+        publish,
+        json!({
+            "Type": "Task",
+            "Resource": PUT_EVENTS,
+            "Parameters": {"Entries": [{
+                "Source": EVENT_SOURCE,
+                "DetailType.$": format!("{ANNOUNCED}.detail_type"),
+                "Detail.$": format!("{ANNOUNCED}.detail"),
+                "EventBusName": "${EventBusName}",
+            }]},
+            "ResultPath": null,
+            "Retry": retry_list(&[PUBLISH_RETRY]),
+            "Catch": catch.to_value(),
+            "Next": next,
+        }),
+    );
+    states
+}
+
+/// A `Pass` that records when it was entered at `$.clock.<mark>` (`{"at": TIME}`),
+/// for the lifecycle event's stage durations.
+pub fn clock_mark(mark: &str, next: &str) -> Value {
+    json!({
+        "Type": "Pass",
+        "Parameters": {"at.$": "$$.State.EnteredTime"},
+        "ResultPath": format!("$.clock.{mark}"),
+        "Next": next,
+    })
+}
+
+/// A `Pass` that records which stage failed (`$.failed.stage`) before the failure path `next`.
+pub fn failed_stage(stage: &str, next: &str) -> Value {
+    json!({
+        "Type": "Pass",
+        "Comment": "Names the failed stage for the Refresh Failed event.",
+        "Result": {"stage": stage},
+        "ResultPath": "$.failed",
+        "Next": next,
+    })
 }
 
 /// A JSON number, integral when it can be (`2`, not `2.0`).
