@@ -113,7 +113,7 @@ pub struct AnnounceRequest {
     pub started: Option<String>,
     /// When the announcing state was entered (RFC 3339).
     pub now: String,
-    /// The execution's input (only `label` and `trigger` are read).
+    /// The execution's input (only `label` is read).
     #[serde(default)]
     pub input: Value,
     /// The machine's state data at that point.
@@ -148,9 +148,6 @@ pub struct EventDetail {
     /// The execution input's `label`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// The execution input's `trigger` (what started the run), as given.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub trigger: Option<Value>,
     /// When the execution started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -436,7 +433,6 @@ pub fn announce(deployment: &Deployment, request: &AnnounceRequest) -> Result<An
         outcome: event.outcome().to_owned(),
         execution: request.execution.clone(),
         label: request.input.get("label").and_then(Value::as_str).map(str::to_owned),
-        trigger: request.input.get("trigger").cloned(),
         started_at,
         at: request.now.clone(),
         duration_seconds,

@@ -136,6 +136,7 @@ impl Settings {
             refresh: crate::refresh::RefreshPlan {
                 awake: config.refresh.after == crate::refresh::After::Awake,
                 migrate: config.refresh.migrate.is_some(),
+                migrate_task: config.refresh.migrate_task.is_some(),
                 restart: config.refresh.restart_services,
                 mirror: !config.buckets.is_empty(),
             },

@@ -338,3 +338,77 @@ async fn refresh_after_awake_wakes_a_sleeping_staging_runs_the_migrations_restar
     );
     assert_eq!(migrations.error_type(), None, "the migrations ran once: {}", migrations.payload);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_migration_task_runs_once_after_the_swap_and_only_from_a_staging_tagged_task_definition() {
+    use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, Tag};
+    let world = RefreshStack::start().await;
+    world.seed_000().await;
+    seed_images(&world).await;
+    let ecs = aws_sdk_ecs::Client::new(&world.accounts.staging);
+    let staging_tag = Tag::builder().key("understudy:environment").value("staging").build();
+    ecs.create_cluster().cluster_name("staging-jobs").tags(staging_tag.clone()).send().await.unwrap();
+    let definition = ecs
+        .register_task_definition()
+        .family("app-migrate")
+        .requires_compatibilities(Compatibility::Fargate)
+        .network_mode(NetworkMode::Awsvpc)
+        .cpu("256")
+        .memory("512")
+        // Container-level cpu and memory too: moto sums them to place the task.
+        .container_definitions(
+            ContainerDefinition::builder()
+                .name("app")
+                .image("app:1.4.2")
+                .essential(true)
+                .cpu(256)
+                .memory(512)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let definition_arn = definition.task_definition().unwrap().task_definition_arn().unwrap().to_owned();
+    let network = world.stack.seed_staging_network("staging-jobs-subnets");
+    let task = json!({
+        "migrate_task": {
+            "cluster": "staging-jobs",
+            "task_definition": "app-migrate",
+            "subnet_ids": network["subnet_ids"],
+            "security_group_ids": [network["security_group_id"]],
+            "command": {"container": "app", "command": ["alembic", "upgrade", "head"]},
+        },
+    });
+    deploy_seed_000(&world, json!({}), task).await;
+    let run_tasks = |requests: Vec<Value>| requests.iter().filter(|r| r["action"] == "RunTask").count();
+
+    // The task definition does not carry the staging tag: refused before RunTask, after the swap.
+    world.stack.take_requests();
+    let refused = run(&world, "deploy-46", &json!({})).await;
+    assert_eq!(refused.status, "FAILED", "{refused:#?}");
+    assert_eq!(refused.error.as_deref(), Some("GuardRailViolation"), "{refused:#?}");
+    assert!(refused.cause.as_deref().unwrap_or_default().contains("app-migrate"), "{refused:#?}");
+    assert_eq!(run_tasks(world.stack.take_requests()), 0, "no task was started");
+    assert_eq!(
+        world.usable_cluster(TARGET).await.master_username(),
+        Some("prod_admin"),
+        "the new database stays"
+    );
+
+    ecs.tag_resource().resource_arn(&definition_arn).tags(staging_tag).send().await.unwrap();
+    let outcome = run(&world, "deploy-47", &json!({})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", world.stack.function_log("scale-to-zero"));
+    assert_eq!(run_tasks(world.stack.take_requests()), 1, "one task, started once");
+    assert!(outcome.times_entered("Check the migration task") >= 1, "{outcome:#?}");
+    let tasks = ecs.list_tasks().cluster("staging-jobs").send().await.unwrap();
+    let described = ecs
+        .describe_tasks()
+        .cluster("staging-jobs")
+        .set_tasks(Some(tasks.task_arns().to_vec()))
+        .send()
+        .await
+        .unwrap();
+    let overrides = described.tasks()[0].overrides().unwrap().container_overrides()[0].command().to_vec();
+    assert_eq!(overrides, ["alembic", "upgrade", "head"]);
+}

@@ -1,7 +1,7 @@
 """Test fixtures the Rust SDK crates of the suite cannot make: staging's network.
 
-A DB subnet group needs real subnets, and subnets live in EC2, whose SDK crate is
-large to compile for this one need. `POST /understudy/seed/network {"account",
+A DB subnet group (or an awsvpc ECS task) needs real subnets, and subnets live in EC2,
+whose SDK crate is large to compile for this one need. `POST /understudy/seed/network {"account",
 "region", "subnet_group"}` creates a VPC with two subnets, a security group and
 the DB subnet group in that account, and answers `{"vpc_id", "subnet_ids",
 "security_group_id", "subnet_group"}`.
@@ -21,6 +21,9 @@ def seed_network(account_id: str, region: str, subnet_group: str) -> dict[str, A
 
     ec2 = ec2_backends[account_id][region]
     vpc = ec2.create_vpc("10.20.0.0/16")
+    # DNS hostnames on, as staging VPCs that run ECS tasks have them (moto then gives
+    # a task's network interface the private DNS name an awsvpc task reports).
+    ec2.modify_vpc_attribute(vpc.id, "enable_dns_hostnames", True)
     subnets = [
         ec2.create_subnet(vpc.id, f"10.20.{n}.0/24", availability_zone=f"{region}{zone}")
         for n, zone in ((1, "a"), (2, "b"))

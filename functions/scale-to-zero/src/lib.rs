@@ -23,6 +23,8 @@
 //! - `restart`: a new deployment of every awake ECS service the `scale` section
 //!   selects (`refresh.restart_services`: apps that cache database connections
 //!   reconnect to the refreshed database); `status` then waits until stable;
+//! - `run-migration-task`, `migration-task-status`: the refresh's one-off ECS
+//!   migration task (`refresh.migrate_task`, see [`migration`]);
 //! - `announce`: the detail of a lifecycle event (`Refresh Succeeded`, `Environment
 //!   Woke`, ...) from the announcing machine's state (`understudy_shared::lifecycle`);
 //!   the machine publishes it with `events:putEvents`. Makes no AWS call.
@@ -33,6 +35,7 @@
 pub mod apply;
 pub mod discover;
 pub mod idle;
+pub mod migration;
 pub mod model;
 pub mod restop;
 
@@ -68,8 +71,19 @@ use crate::restop::{RestopAnswer, RestopDatabase, RestopOutcome};
 pub const MAX_ATTEMPTS: u32 = 5;
 
 /// Every action, in the order the module doc lists them.
-pub const ACTIONS: &[&str] =
-    &["begin", "validate", "sleep", "wake", "status", "check-idle", "restop", "restart", "announce"];
+pub const ACTIONS: &[&str] = &[
+    "begin",
+    "validate",
+    "sleep",
+    "wake",
+    "status",
+    "check-idle",
+    "restop",
+    "restart",
+    "run-migration-task",
+    "migration-task-status",
+    "announce",
+];
 
 /// The schema of each action's answer, for the state machines' contract test.
 pub fn answer_schema(action: &str) -> Option<Schema> {
@@ -82,6 +96,8 @@ pub fn answer_schema(action: &str) -> Option<Schema> {
         "check-idle" => schema_of::<IdleReport>(),
         "restop" => schema_of::<RestopAnswer>(),
         "restart" => schema_of::<RestartReport>(),
+        "run-migration-task" => schema_of::<migration::StartedTask>(),
+        "migration-task-status" => schema_of::<migration::MigrationStatus>(),
         "announce" => schema_of::<Announcement>(),
         _ => return None,
     })
@@ -164,6 +180,10 @@ pub enum ScaleRequest {
     Restop(RestopRequest),
     /// New deployments of the awake services.
     Restart(ConfigRequest),
+    /// Start the migration task.
+    RunMigrationTask(migration::RunMigrationRequest),
+    /// The migration task's status.
+    MigrationTaskStatus(migration::MigrationStatusRequest),
     /// A lifecycle event's detail.
     Announce(AnnounceRequest),
 }
@@ -181,6 +201,8 @@ impl ScaleRequest {
             "check-idle" => request.fields().map(Self::CheckIdle),
             "restop" => request.fields().map(Self::Restop),
             "restart" => request.fields().map(Self::Restart),
+            "run-migration-task" => request.fields().map(Self::RunMigrationTask),
+            "migration-task-status" => request.fields().map(Self::MigrationTaskStatus),
             "announce" => request.fields().map(Self::Announce),
             _ => Err(request.unknown_action(ACTIONS)),
         }
@@ -347,6 +369,14 @@ impl ScaleFunction {
             ScaleRequest::Restart(request) => {
                 let document = self.settings.load(&request.config).await?;
                 to_answer(&restart(&self.clients(&document), &document).await?)
+            }
+            ScaleRequest::RunMigrationTask(request) => {
+                let document = self.settings.load(&request.config).await?;
+                to_answer(&migration::run(&self.clients(&document), &document, &request.run_id).await?)
+            }
+            ScaleRequest::MigrationTaskStatus(request) => {
+                let document = self.settings.load(&request.config).await?;
+                to_answer(&migration::status(&self.clients(&document).ecs, &request.task).await?)
             }
             ScaleRequest::Announce(request) => to_answer(&announce(self.settings.deployment()?, &request)?),
         }

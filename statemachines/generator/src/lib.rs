@@ -153,6 +153,29 @@ mod tests {
     }
 
     #[test]
+    fn state_names_are_unique_across_each_whole_machine_branches_and_map_processors_included() {
+        // AWS: "State names must be unique within the scope of the whole state machine".
+        fn collect(states: &serde_json::Value, names: &mut Vec<String>) {
+            for (name, state) in states.as_object().expect("States") {
+                names.push(name.clone());
+                for branch in state["Branches"].as_array().into_iter().flatten() {
+                    collect(&branch["States"], names);
+                }
+                if let Some(processor) = state.get("ItemProcessor").or(state.get("Iterator")) {
+                    collect(&processor["States"], names);
+                }
+            }
+        }
+        for machine in machines::all() {
+            let mut names = Vec::new();
+            collect(&machine.definition["States"], &mut names);
+            let mut seen = std::collections::BTreeSet::new();
+            let twice: Vec<&String> = names.iter().filter(|n| !seen.insert(*n)).collect();
+            assert!(twice.is_empty(), "{}: state names used twice: {twice:?}", machine.name);
+        }
+    }
+
+    #[test]
     fn every_machine_has_a_timeout_backstop_within_a_standard_executions_year() {
         for machine in machines::all() {
             let timeout = machine.definition["TimeoutSeconds"].as_u64().expect("TimeoutSeconds");

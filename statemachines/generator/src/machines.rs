@@ -820,7 +820,50 @@ pub fn refresh() -> Value {
     let migrate_failed = note_failure(&mut states, stage::MIGRATE, ANNOUNCE_FAILURE);
     states.add(
         "Is there a migration?",
-        when_true("$.refresh.migrate", "Run the migrations", "Restart the services?"),
+        json!({
+            "Type": "Choice",
+            "Comment": "refresh.migrate (an HTTP request) or refresh.migrate_task (an ECS task); never both.",
+            "Choices": [
+                {"Variable": "$.refresh.migrate", "BooleanEquals": true, "Next": "Run the migrations"},
+                {"Variable": "$.refresh.migrate_task", "BooleanEquals": true, "Next": "Run the migration task"},
+            ],
+            "Default": "Restart the services?",
+        }),
+    );
+    states.add(
+        "Run the migration task",
+        lambda(Function::ScaleToZero, run_payload("run-migration-task", json!({})))
+            .comment("RunTask of refresh.migrate_task once (its client token derives from the run), after checking that the cluster and the task definition carry the staging tag.")
+            .select(&["cluster", "task_arn"])
+            .result_path("$.migration_task")
+            .catch(Catch::to(&migrate_failed))
+            .next("Start waiting for the migration task")
+            .build(),
+    );
+    states.extend(
+        PollLoop {
+            what: "for the migration task".into(),
+            kind: PollKind::Service,
+            check: "Check the migration task".into(),
+            choice: "Has the migration task exited?".into(),
+            task: lambda(
+                Function::ScaleToZero,
+                config_payload(
+                    "migration-task-status",
+                    json!({"task": {"cluster.$": "$.migration_task.cluster", "task_arn.$": "$.migration_task.task_arn"}}),
+                ),
+            )
+            .select(&["status", "stopped"])
+            .result_path("$.migration_status")
+            .catch(Catch::to(&migrate_failed)),
+            done: "$.migration_status.stopped".into(),
+            then: "Restart the services?".into(),
+            failure: migrate_failed.clone(),
+            look_first: false,
+            choice_comment: Some("stopped: the task ended with every essential container at exit code 0 (any other exit is MigrationFailed).".into()),
+            gives_up_with: None,
+        }
+        .states(),
     );
     states.add(
         "Run the migrations",
