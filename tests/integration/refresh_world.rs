@@ -212,14 +212,15 @@ pub fn tag(cluster: &DbCluster, key: &str) -> Option<String> {
     tags_of(cluster).into_iter().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-/// The mutating records of the request recorder, but the lifecycle events the
-/// machines publish (`events:PutEvents`: an announcement, not a change to a resource).
+/// Whether a recorded request is a lifecycle event the machine published
+/// (`events:PutEvents`: an announcement, not a change to a resource).
+pub fn is_announcement(record: &Value) -> bool {
+    record["service"] == "events" && record["action"] == "PutEvents"
+}
+
+/// The mutating records of the request recorder, but the lifecycle events.
 pub fn mutating(requests: &[Value]) -> Vec<Value> {
-    requests
-        .iter()
-        .filter(|r| r["mutating"] == true && !(r["service"] == "events" && r["action"] == "PutEvents"))
-        .cloned()
-        .collect()
+    requests.iter().filter(|r| r["mutating"] == true && !is_announcement(r)).cloned().collect()
 }
 
 /// Mutating calls counted per `account service:action`.

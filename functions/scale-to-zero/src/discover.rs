@@ -246,7 +246,7 @@ async fn describe_services(clients: &Clients, ids: &[String]) -> Result<Vec<Reso
                     kind: Kind::EcsService,
                     id: format!("{cluster}/{name}"),
                     arn: service.service_arn().unwrap_or_default().to_owned(),
-                    tags: tag_list(service.tags().iter().map(|t| (t.key(), t.value()))),
+                    tags: ecs_tags(service.tags()),
                     state: State::Scalable {
                         desired: service.desired_count(),
                         running: service.running_count(),
@@ -301,6 +301,11 @@ async fn scalable_targets(clients: &Clients, services: &[Resource]) -> Result<BT
 /// (key, value) pairs from any SDK's tag type, whose fields are all optional.
 fn tag_list<'a>(tags: impl Iterator<Item = (Option<&'a str>, Option<&'a str>)>) -> TagList {
     tags.map(|(k, v)| (k.unwrap_or_default().to_owned(), v.unwrap_or_default().to_owned())).collect()
+}
+
+/// An ECS resource's tags as pairs.
+pub fn ecs_tags(list: &[aws_sdk_ecs::types::Tag]) -> TagList {
+    tag_list(list.iter().map(|t| (t.key(), t.value())))
 }
 
 fn rds_tags(list: &[aws_sdk_rds::types::Tag]) -> TagList {

@@ -21,7 +21,7 @@ use understudy_shared::refresh::MigrationTask;
 use understudy_shared::settings::ConfigRef;
 use understudy_shared::{Error, Result};
 
-use crate::discover::Clients;
+use crate::discover::{ecs_tags, Clients};
 
 /// `{"action": "run-migration-task", "run_id": "...", "config": {...}}`
 #[derive(Debug, Deserialize)]
@@ -96,12 +96,7 @@ pub async fn run(clients: &Clients, config: &EnvironmentConfig, run_id: &str) ->
                 task.cluster
             ))
         })?;
-    let tags = |list: &[aws_sdk_ecs::types::Tag]| -> Vec<(String, String)> {
-        list.iter()
-            .map(|t| (t.key().unwrap_or_default().to_owned(), t.value().unwrap_or_default().to_owned()))
-            .collect()
-    };
-    guard::ensure_staging(&format!("ECS cluster {}", task.cluster), &tags(cluster.tags()), &config.tag)?;
+    guard::ensure_staging(&format!("ECS cluster {}", task.cluster), &ecs_tags(cluster.tags()), &config.tag)?;
     let definition = clients
         .ecs
         .describe_task_definition()
@@ -112,7 +107,7 @@ pub async fn run(clients: &Clients, config: &EnvironmentConfig, run_id: &str) ->
         .map_err(|e| Error::from_sdk("ecs:DescribeTaskDefinition", e))?;
     guard::ensure_staging(
         &format!("ECS task definition {}", task.task_definition),
-        &tags(definition.tags()),
+        &ecs_tags(definition.tags()),
         &config.tag,
     )?;
     let mut request = clients

@@ -491,6 +491,14 @@ fn after_the_join(extra: Value) -> Value {
     parameters
 }
 
+/// scale-to-zero's `status`, for a loop that waits until the services are stable.
+fn services_status(failed: &str) -> Task {
+    lambda(Function::ScaleToZero, config_payload("status", json!({})))
+        .select(&["state", "databases_available", "services_stable", "resources"])
+        .result_path("$.status")
+        .catch(Catch::to(failed))
+}
+
 /// The wake stage, shared by `wake` and `refresh` (`refresh.after: awake`):
 /// databases first, then services until woken, then until stable; then `then`.
 fn wake_stage(then: &str, failed: &str) -> States {
@@ -543,10 +551,7 @@ fn wake_stage(then: &str, failed: &str) -> States {
             kind: PollKind::Service,
             check: "Check the services".into(),
             choice: "Are the services stable?".into(),
-            task: lambda(Function::ScaleToZero, config_payload("status", json!({})))
-                .select(&["state", "databases_available", "services_stable", "resources"])
-                .result_path("$.status")
-                .catch(Catch::to(failed)),
+            task: services_status(failed),
             done: "$.status.services_stable".into(),
             then: then.into(),
             failure: failed.into(),
@@ -896,10 +901,7 @@ pub fn refresh() -> Value {
             kind: PollKind::Service,
             check: "Check the restarted services".into(),
             choice: "Are the restarted services stable?".into(),
-            task: lambda(Function::ScaleToZero, config_payload("status", json!({})))
-                .select(&["state", "databases_available", "services_stable", "resources"])
-                .result_path("$.status")
-                .catch(Catch::to(&restart_failed)),
+            task: services_status(&restart_failed),
             done: "$.status.services_stable".into(),
             then: "Note the settled staging".into(),
             failure: restart_failed.clone(),
