@@ -101,10 +101,13 @@ pub struct RunOptions {
     /// A note for the run's output and events (at most 256 characters).
     #[serde(default)]
     pub label: Option<String>,
+    /// The production deploy a refresh follows (written by the trigger function).
+    #[serde(default)]
+    pub trigger: Option<crate::trigger::Trigger>,
 }
 
 impl RunOptions {
-    const FIELDS: &'static [&'static str] = &["buckets", "dry_run", "label"];
+    const FIELDS: &'static [&'static str] = &["buckets", "dry_run", "label", "trigger"];
 }
 
 /// Which keys of a deployed bucket pair are mirrored.

@@ -58,6 +58,7 @@ parameters! {
     DATABASE_PASSWORD_SECRET_ARN = "DatabasePasswordSecretArn", "UNDERSTUDY_DATABASE_PASSWORD_SECRET_ARN";
     CONFIG_BUCKET = "ConfigBucket", "UNDERSTUDY_CONFIG_BUCKET";
     CONFIG_KEY = "ConfigKey", "UNDERSTUDY_CONFIG_KEY";
+    LEASE_BUCKET = "LeaseBucket", "UNDERSTUDY_LEASE_BUCKET";
 }
 
 /// The trust settings' top-level names, and the stack parameters that set them.
@@ -112,6 +113,9 @@ pub struct Deployment {
     pub database: Option<Value>,
     /// Where the configuration document is stored (none: the parameters are the whole configuration).
     pub document: Option<DocumentLocation>,
+    /// The stack's `LeaseBucket`, where each environment's run lock lives
+    /// ([`crate::lease`]); none outside a deployed stack.
+    pub lease_bucket: Option<String>,
 }
 
 impl Deployment {
@@ -156,8 +160,25 @@ impl Deployment {
             bucket,
             key: get(CONFIG_KEY).unwrap_or_else(|| DEFAULT_CONFIG_KEY.into()),
         });
-        let deployment =
-            Self { environment: require(ENVIRONMENT)?, production, staging, tag, mirror, database, document };
+        let lease_bucket = get(LEASE_BUCKET);
+        if let Some(bucket) = &lease_bucket {
+            if mirror.iter().any(|pair| &pair.target == bucket || &pair.source == bucket) {
+                return Err(misdeployed(
+                    MIRROR_BUCKETS,
+                    format!("names `{bucket}`, the stack's LeaseBucket; the run lock is never mirrored"),
+                ));
+            }
+        }
+        let deployment = Self {
+            environment: require(ENVIRONMENT)?,
+            production,
+            staging,
+            tag,
+            mirror,
+            database,
+            document,
+            lease_bucket,
+        };
         deployment.check()?;
         Ok(deployment)
     }
@@ -222,6 +243,7 @@ const EXAMPLE: &[(Parameter, &str)] = &[
     (DATABASE_TARGET, "staging-aurora"),
     (MIRROR_BUCKETS, "prod-media=staging-media, prod-files/uploads/=staging-files"),
     (CONFIG_BUCKET, "understudy-config"),
+    (LEASE_BUCKET, "understudy-leases"),
 ];
 
 impl Deployment {

@@ -113,7 +113,7 @@ pub struct AnnounceRequest {
     pub started: Option<String>,
     /// When the announcing state was entered (RFC 3339).
     pub now: String,
-    /// The execution's input (only `label` is read).
+    /// The execution's input (only `label` and `trigger` are read).
     #[serde(default)]
     pub input: Value,
     /// The machine's state data at that point.
@@ -148,6 +148,10 @@ pub struct EventDetail {
     /// The execution input's `label`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// The production deploy a refresh follows (the input's `trigger`, written
+    /// by the trigger function): which event, version and deployment.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<crate::trigger::Trigger>,
     /// When the execution started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<String>,
@@ -433,6 +437,7 @@ pub fn announce(deployment: &Deployment, request: &AnnounceRequest) -> Result<An
         outcome: event.outcome().to_owned(),
         execution: request.execution.clone(),
         label: request.input.get("label").and_then(Value::as_str).map(str::to_owned),
+        trigger: request.input.get("trigger").and_then(|t| serde_json::from_value(t.clone()).ok()),
         started_at,
         at: request.now.clone(),
         duration_seconds,

@@ -12,6 +12,8 @@ use crate::LocalStack;
 
 /// The local stack's `ConfigBucket`.
 pub const CONFIG_BUCKET: &str = "understudy-local-configbucket";
+/// The local stack's LeaseBucket, where the run lock lives (tests/local/deploy.py).
+pub const LEASE_BUCKET: &str = "understudy-local-leasebucket";
 /// Where the functions read the document (the template's IAM names the same key).
 pub const CONFIG_KEY: &str = understudy_shared::deployment::DEFAULT_CONFIG_KEY;
 

@@ -159,6 +159,27 @@ impl Execution {
         }
     }
 
+    /// Waits (up to `timeout`) until `state` has been entered; panics if the
+    /// execution ends first.
+    pub async fn wait_until_entered(&self, state: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let history = self.history().await;
+            if history.iter().any(|e| e.kind.ends_with("StateEntered") && e.state.as_deref() == Some(state)) {
+                return;
+            }
+            let ended =
+                history.iter().any(|e| e.kind.starts_with("Execution") && e.kind != "ExecutionStarted");
+            assert!(!ended && Instant::now() < deadline, "`{state}` was never entered: {history:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Aborts the execution (StopExecution): it ends ABORTED, running no Catch.
+    pub async fn stop(&self) {
+        self.sfn.stop_execution().execution_arn(&self.arn).send().await.expect("stop execution");
+    }
+
     /// Waits for the end without watching.
     pub async fn finish(&self, timeout: Duration) -> Outcome {
         self.watch(timeout, |_| {}).await

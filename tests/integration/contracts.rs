@@ -56,6 +56,9 @@ fn every_function_event_parses_and_its_config_assembles() {
             "mirror" => mirror::MirrorFunctionRequest::parse(event).map(drop),
             "scale" => scale_to_zero::ScaleRequest::parse(event).map(drop),
             "smoke" => smoke_test::SmokeRequest::parse(event).map(drop),
+            "trigger" => serde_json::from_value::<trigger::DeployEvent>(event)
+                .map(drop)
+                .map_err(|e| understudy_shared::Error::InvalidInput(e.to_string())),
             other => panic!("{name}: no function `{other}`"),
         };
         parsed.unwrap_or_else(|e| panic!("{name}: {e}"));

@@ -12,6 +12,7 @@ mod refresh_failures;
 mod refresh_guard_rails;
 mod refresh_state_machine;
 mod refresh_world;
+mod run_lock;
 mod scale_to_zero_function;
 mod scale_to_zero_state_machines;
 mod smoke_test_function;

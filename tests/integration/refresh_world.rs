@@ -10,7 +10,7 @@ use std::time::Duration;
 use aws_sdk_rds::types::DbCluster;
 use serde_json::Value;
 use understudy_tests::accounts::{refresh_deployment, RefreshWorld};
-use understudy_tests::deployment::write_config;
+use understudy_tests::deployment::{write_config, LEASE_BUCKET};
 use understudy_tests::state_machine::Outcome;
 use understudy_tests::{Accounts, LocalStack, StackOptions, StateMachines, STAGING_ACCOUNT};
 
@@ -218,9 +218,19 @@ pub fn is_announcement(record: &Value) -> bool {
     record["service"] == "events" && record["action"] == "PutEvents"
 }
 
-/// The mutating records of the request recorder, but the lifecycle events.
+/// Whether a recorded request is the run lock's (the stack's LeaseBucket): a
+/// run's own bookkeeping, not a change to either account's resources.
+pub fn is_run_lock(record: &Value) -> bool {
+    record["service"] == "s3" && record["identifier"] == LEASE_BUCKET
+}
+
+/// The mutating records of the request recorder, but the lifecycle events and the run lock.
 pub fn mutating(requests: &[Value]) -> Vec<Value> {
-    requests.iter().filter(|r| r["mutating"] == true && !is_announcement(r)).cloned().collect()
+    requests
+        .iter()
+        .filter(|r| r["mutating"] == true && !is_announcement(r) && !is_run_lock(r))
+        .cloned()
+        .collect()
 }
 
 /// Mutating calls counted per `account service:action`.

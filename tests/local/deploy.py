@@ -1,9 +1,9 @@
 """What `sam deploy` does for the local stack: the template's parameters resolved into
-every function's environment, and the stack's ConfigBucket created.
+every function's environment, and the stack's ConfigBucket and LeaseBucket created.
 
 `POST /understudy/deploy {"parameters": {"StagingAccountId": "", ...}}` on the invoke
 host deploys (or redeploys) with those parameter values, the template's defaults for
-the others, and answers `{"config_bucket": NAME, "variables": {...}}` (the variables
+the others, and answers `{"config_bucket": NAME, "lease_bucket": NAME, "variables": {...}}` (the variables
 every function got). A value CloudFormation would refuse (an AllowedPattern or
 AllowedValues miss, an unknown parameter) is a 400 naming it, and nothing changes.
 The stack deploys the template's defaults when it starts.
@@ -27,6 +27,8 @@ import sam_template
 
 STACK_NAME = "understudy-local"
 CONFIG_BUCKET = "understudy-local-configbucket"
+# The run lock's bucket (LeaseBucket): unversioned, as the template declares it.
+LEASE_BUCKET = "understudy-local-leasebucket"
 
 
 class Deployer:
@@ -48,22 +50,27 @@ class Deployer:
                     "AWS::URLSuffix": "amazonaws.com",
                     "AWS::StackName": STACK_NAME,
                 },
-                resources={"ConfigBucket": CONFIG_BUCKET},
-                attributes={"ConfigBucket.Arn": f"arn:aws:s3:::{CONFIG_BUCKET}"},
+                resources={"ConfigBucket": CONFIG_BUCKET, "LeaseBucket": LEASE_BUCKET},
+                attributes={
+                    "ConfigBucket.Arn": f"arn:aws:s3:::{CONFIG_BUCKET}",
+                    "LeaseBucket.Arn": f"arn:aws:s3:::{LEASE_BUCKET}",
+                },
             )
             settings = sam_template.function_settings(self._template, deployment)
-            self._create_config_bucket()
+            self._create_buckets()
             self._host.redeploy(settings)
             variables = next(iter(settings.values())).env if settings else {}
-            return {"config_bucket": CONFIG_BUCKET, "variables": variables}
+            return {"config_bucket": CONFIG_BUCKET, "lease_bucket": LEASE_BUCKET, "variables": variables}
 
-    def _create_config_bucket(self) -> None:
+    def _create_buckets(self) -> None:
         from moto.s3.models import s3_backends
 
         s3 = s3_backends[lambda_host.ACCOUNT_ID]["aws"]
         if CONFIG_BUCKET not in s3.buckets:
             s3.create_bucket(CONFIG_BUCKET, self._region)
             s3.put_bucket_versioning(CONFIG_BUCKET, "Enabled")
+        if LEASE_BUCKET not in s3.buckets:
+            s3.create_bucket(LEASE_BUCKET, self._region)
 
     def app(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)

@@ -11,6 +11,14 @@ account (through the bucket policy) sees them:
   source object's tags, wherever the source bucket lives
   (https://docs.aws.amazon.com/AmazonS3/latest/API/API_CopyObject.html).
 In moto 5.2.5 both come back empty across accounts.
+
+Conditional writes: on AWS a `PutObject` with `If-None-Match: *` or `If-Match: <etag>`
+is atomic: of two concurrent writes with the same condition exactly one succeeds,
+the other gets 412 PreconditionFailed (or 409 ConditionalRequestConflict)
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html).
+moto 5.2.5 checks the condition, then writes, with nothing in between: two threads
+can both pass the check. Conditional `PutObject`s are serialised here, so the check
+and the write happen as one step (the run lock, understudy_shared::lease, relies on it).
 """
 
 from __future__ import annotations
@@ -50,5 +58,19 @@ def install() -> None:
             if tags:
                 self.tagger.tag_resource(new_key.arn, tags)
 
+    import threading
+
+    from moto.s3.responses import S3Response
+
+    conditional_writes = threading.Lock()
+    original_put_object = S3Response.put_object
+
+    def put_object(self: S3Response) -> Any:
+        if self.headers.get("If-None-Match") or self.headers.get("If-Match"):
+            with conditional_writes:
+                return original_put_object(self)
+        return original_put_object(self)
+
+    S3Response.put_object = put_object  # type: ignore[method-assign]
     S3Backend.get_object_tagging = get_object_tagging  # type: ignore[method-assign]
     S3Backend.copy_object = copy_object  # type: ignore[method-assign]

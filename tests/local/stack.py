@@ -52,8 +52,9 @@ What runs:
   really exercised. `--slow-polls 0` makes them instant; at run time
   `POST /understudy/slow-polls {"polls": N}` on the invoke host changes N for
   transitions started afterwards (GET reads it). Renames (`renaming`) use the same N.
-- **Fidelity patches** (rds_fidelity.py): moto 5.2.5 is laxer than AWS where the
-  refresh depends on AWS's rules; these patches make it as strict as AWS, never looser:
+- **Fidelity patches** (rds_fidelity.py, sfn_fidelity.py, events_fidelity.py): moto
+  5.2.5 is laxer than AWS where the refresh depends on AWS's rules; these patches make
+  it as strict as AWS, never looser (and deliver what AWS delivers, below):
   - A Copy*/Restore* source may be another account's snapshot, named by its ARN, once
     that account shared it (`restore` attribute with the caller's account id or
     `all`); otherwise, and for another account's snapshot named without its ARN,
@@ -107,6 +108,29 @@ What runs:
   `States.Runtime` is never retried nor caught, even by a retrier or catcher naming it;
   `States.DataLimitExceeded` is caught only by one naming it. (moto's States.ALL matched
   every error.)
+  In EventBridge (events_fidelity.py), where moto delivers only to logs, archives, SQS,
+  buses and API destinations (a Lambda or SNS target made PutEvents a 500), and its
+  Step Functions engine put no events:
+  - A rule's Lambda target (`arn:aws:lambda:...:function:<name>[:<qualifier>]`) is
+    invoked asynchronously, as EventBridge does: PutEvents answers at once, the function
+    runs on the invoke host in the background with the event (or the target's Input,
+    InputPath or InputTransformer applied) as payload. A function error is attempted 3
+    times (Lambda's two asynchronous retries, 0.2 s apart here); an unknown function is
+    a failed delivery, not retried. `GET /understudy/events/deliveries` answers
+    `{"deliveries": [{"rule", "function", "status": "pending" | "succeeded" | "failed",
+    "attempts", "answer", "error"}]}` in delivery order (`answer`: the function's last
+    answer parsed as JSON, its error document for a function error, else null; `error`:
+    its errorType, `ResourceNotFoundException`, or null); `POST {}` clears them.
+  - A rule's SNS target (`arn:aws:sns:<region>:<account>:<topic>`) publishes the
+    (transformed) event to the topic through moto's SNS, so its subscriptions (SQS
+    queues) receive it; a missing topic drops the event.
+  - Standard workflows' executions put `Step Functions Execution Status Change` events
+    (source `aws.states`, resources `[executionArn]`) on their account's and Region's
+    default bus: RUNNING at the start, then exactly one of SUCCEEDED, FAILED, TIMED_OUT
+    or ABORTED (StopExecution included), with detail `{"executionArn",
+    "stateMachineArn", "name", "status", "startDate", "stopDate" (epoch ms or null),
+    "input", "inputDetails", "output", "outputDetails", "error", "cause"}`; rules on
+    the bus (SQS, Lambda, SNS targets) see them.
 - **Fault injection**: `POST /understudy/faults` on the invoke host with
   `{"service": "rds", "action": "ModifyDBCluster", "code": "InternalFailure",
   "account": "123456789012", "identifier": "staging-db", "nth": 2, "times": 1,
@@ -212,6 +236,7 @@ from werkzeug.serving import BaseWSGIServer, make_server  # noqa: E402
 
 import deploy  # noqa: E402
 import events  # noqa: E402
+import events_fidelity  # noqa: E402
 import lambda_host  # noqa: E402
 import rds_fidelity  # noqa: E402
 import rds_status  # noqa: E402
@@ -251,6 +276,7 @@ def moto_app() -> Callable:
         slow_transitions.install_for(service)
         rds_fidelity.install_for(service)
         sfn_fidelity.install_for(service)
+        events_fidelity.install_for(service)
         # Status overrides go outside everything: they change only what describes show.
         rds_status.install_for(service)
         return app
@@ -269,6 +295,7 @@ def control_apps(region: str, deployer: deploy.Deployer, moto_endpoint: str = ""
     """The invoke host's /understudy/* endpoints, by path."""
     return {
         **events.events_app(lambda: moto_endpoint, region),
+        "/understudy/events/deliveries": events_fidelity.deliveries_app,
         "/understudy/deploy": deployer.app,
         "/understudy/slow-polls": slow_transitions.control_app,
         "/understudy/faults": traffic.faults_app,
@@ -322,6 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     moto_server = make_server("127.0.0.1", 0, moto, threaded=True, request_handler=MotoRequestHandler)
     moto_endpoint = f"http://127.0.0.1:{moto_server.server_port}"
     host = lambda_host.InvokeHost(configs, args.region, moto_endpoint, log_dir)
+    # EventBridge rules' Lambda targets run on this host (before moto serves a request).
+    events_fidelity.install(host)
     deployer = deploy.Deployer(args.template, host, args.region)
     invoke_server = make_server(
         "127.0.0.1", 0, invoke_app(host, moto, control_apps(args.region, deployer, moto_endpoint)), threaded=True,

@@ -25,6 +25,9 @@
 //!   reconnect to the refreshed database); `status` then waits until stable;
 //! - `run-migration-task`, `migration-task-status`: the refresh's one-off ECS
 //!   migration task (`refresh.migrate_task`, see [`migration`]);
+//! - `take-lease`, `release-lease`: the environment's run lock, taken by the
+//!   `sleep`, `wake` and `refresh` machines before any change and released at
+//!   every end they control (`understudy_shared::lease`);
 //! - `announce`: the detail of a lifecycle event (`Refresh Succeeded`, `Environment
 //!   Woke`, ...) from the announcing machine's state (`understudy_shared::lifecycle`);
 //!   the machine publishes it with `events:putEvents`. Makes no AWS call.
@@ -49,9 +52,10 @@ use schemars::{JsonSchema, Schema};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use understudy_shared::answer::{schema_of, to_answer, MAX_LISTED};
-use understudy_shared::aws::AwsContext;
+use understudy_shared::aws::{s3_client, AwsContext};
 use understudy_shared::config::EnvironmentConfig;
 use understudy_shared::config::Validated;
+use understudy_shared::lease::{self, Lease, LeaseReleased, LeaseTaken};
 use understudy_shared::lifecycle::{announce, AnnounceRequest, Announcement};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::settings::{BeginRequest, Begun, ConfigRef, Settings, ValidateRequest};
@@ -82,6 +86,8 @@ pub const ACTIONS: &[&str] = &[
     "restart",
     "run-migration-task",
     "migration-task-status",
+    "take-lease",
+    "release-lease",
     "announce",
 ];
 
@@ -98,6 +104,8 @@ pub fn answer_schema(action: &str) -> Option<Schema> {
         "restart" => schema_of::<RestartReport>(),
         "run-migration-task" => schema_of::<migration::StartedTask>(),
         "migration-task-status" => schema_of::<migration::MigrationStatus>(),
+        "take-lease" => schema_of::<LeaseTaken>(),
+        "release-lease" => schema_of::<LeaseReleased>(),
         "announce" => schema_of::<Announcement>(),
         _ => return None,
     })
@@ -161,6 +169,14 @@ pub struct RestopRequest {
     pub config: ConfigRef,
 }
 
+/// `{"action": "take-lease" | "release-lease", "execution": "<execution ARN>"}`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaseRequest {
+    /// The execution taking or releasing the lease (`$$.Execution.Id`).
+    pub execution: String,
+}
+
 /// The function's requests, by action.
 #[derive(Debug)]
 pub enum ScaleRequest {
@@ -184,6 +200,10 @@ pub enum ScaleRequest {
     RunMigrationTask(migration::RunMigrationRequest),
     /// The migration task's status.
     MigrationTaskStatus(migration::MigrationStatusRequest),
+    /// Take the environment's run lock.
+    TakeLease(LeaseRequest),
+    /// Release it.
+    ReleaseLease(LeaseRequest),
     /// A lifecycle event's detail.
     Announce(AnnounceRequest),
 }
@@ -203,6 +223,8 @@ impl ScaleRequest {
             "restart" => request.fields().map(Self::Restart),
             "run-migration-task" => request.fields().map(Self::RunMigrationTask),
             "migration-task-status" => request.fields().map(Self::MigrationTaskStatus),
+            "take-lease" => request.fields().map(Self::TakeLease),
+            "release-lease" => request.fields().map(Self::ReleaseLease),
             "announce" => request.fields().map(Self::Announce),
             _ => Err(request.unknown_action(ACTIONS)),
         }
@@ -346,7 +368,8 @@ impl ScaleFunction {
             }
             ScaleRequest::Sleep(request) => {
                 let document = self.settings.load(&request.config).await?;
-                to_answer(&sleep(&self.clients(&document), &document).await?)
+                let in_flight = self.lease()?.running_holder().await?;
+                to_answer(&sleep(&self.clients(&document), &document, in_flight.as_deref()).await?)
             }
             ScaleRequest::Wake(request) => {
                 let document = self.settings.load(&request.config).await?;
@@ -378,8 +401,24 @@ impl ScaleFunction {
                 let document = self.settings.load(&request.config).await?;
                 to_answer(&migration::status(&self.clients(&document).ecs, &request.task).await?)
             }
+            ScaleRequest::TakeLease(request) => to_answer(&self.lease()?.take(&request.execution).await?),
+            ScaleRequest::ReleaseLease(request) => {
+                to_answer(&self.lease()?.release(&request.execution).await?)
+            }
             ScaleRequest::Announce(request) => to_answer(&announce(self.settings.deployment()?, &request)?),
         }
+    }
+
+    /// The environment's run lock, in the stack's `LeaseBucket`.
+    fn lease(&self) -> Result<Lease> {
+        let deployment = self.settings.deployment()?;
+        let bucket = deployment.lease_bucket.as_deref().ok_or_else(|| {
+            Error::InvalidInput(
+                "the stack parameter LeaseBucket (UNDERSTUDY_LEASE_BUCKET) is not set; the SAM template sets it for every function".into(),
+            )
+        })?;
+        let config = self.aws.base();
+        Ok(Lease::new(s3_client(config), aws_sdk_sfn::Client::new(config), bucket, &deployment.environment))
     }
 
     fn config(&self, document: &EnvironmentConfig) -> SdkConfig {
@@ -401,9 +440,26 @@ async fn find(clients: &Clients, document: &EnvironmentConfig, kinds: &[Kind]) -
 }
 
 /// Puts every selected resource to sleep: services, groups and instances first,
-/// databases after them.
-pub async fn sleep(clients: &Clients, document: &EnvironmentConfig) -> Result<Report> {
-    let resources = find(clients, document, ALL_KINDS).await?;
+/// databases after them. A database that a run in flight made (its
+/// `understudy:run` tag names `in_flight`, the execution holding the run lock)
+/// is skipped: it is that run's to change.
+pub async fn sleep(
+    clients: &Clients,
+    document: &EnvironmentConfig,
+    in_flight: Option<&str>,
+) -> Result<Report> {
+    let mut resources = find(clients, document, ALL_KINDS).await?;
+    if let Some(holder) = in_flight {
+        let run = lease::execution_name(holder);
+        for resource in &mut resources {
+            if let model::State::Database { unstoppable, .. } = &mut resource.state {
+                if tags::tag_value(&resource.tags, tags::RUN) == Some(run) {
+                    *unstoppable =
+                        Some(format!("made by the run in flight ({holder}), which holds the run lock"));
+                }
+            }
+        }
+    }
     let now = tags::now_rfc3339();
     // Every plan first: a config that cannot be honoured fails before any call.
     let plans = resources

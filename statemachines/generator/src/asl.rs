@@ -181,6 +181,62 @@ pub fn announce_states(event: Lifecycle, announce: &str, publish: &str, catch: C
     states
 }
 
+/// Where `take-lease` answers: `{taken, holder}`.
+pub const LEASE: &str = "$.lease";
+
+/// The run lock's first states, right after the config preamble and before
+/// any change: `take` takes the environment's lease (scale-to-zero's
+/// `take-lease`, see `understudy_shared::lease`), reclaiming one whose holder
+/// has ended. When another running execution holds it, the run ends SUCCEEDED
+/// with `{"skipped": "busy", "holder"}` having changed nothing, so a scheduled
+/// sleep during a refresh raises no alarm. Otherwise `next`; errors to `failure`.
+pub fn take_lease_states(take: &str, next: &str, failure: &str) -> States {
+    let choice = "Is the environment free?";
+    let busy = "Report the busy environment";
+    let skipped = "Skipped: the environment is busy";
+    let mut states = States::new();
+    states.add(
+        take,
+        lambda(Function::ScaleToZero, json!({"action": "take-lease", "execution.$": "$$.Execution.Id"}))
+            .comment("One run at a time per environment: a conditional write of this execution's ARN (S3 If-None-Match) in the stack's LeaseBucket; a lease whose holder is no longer RUNNING is reclaimed.")
+            .select(&["taken", "holder"])
+            .result_path(LEASE)
+            .catch(Catch::to(failure))
+            .next(choice)
+            .build(),
+    );
+    states.add(
+        choice,
+        with_comment(
+            when_true(&format!("{LEASE}.taken"), next, busy),
+            "Busy: another run of this environment is in flight.",
+        ),
+    );
+    states.add(
+        busy,
+        report(
+            "The execution's output: which run holds the environment. Nothing was changed.",
+            json!({"skipped": "busy", "holder.$": format!("{LEASE}.holder")}),
+            skipped,
+        ),
+    );
+    states.add(skipped, succeed());
+    states
+}
+
+/// Releases the run lock if this execution holds it (a no-op otherwise, so
+/// every end may pass here), then `next`. A failed release does not change how
+/// the run ends: the next run reclaims the lease of an ended holder.
+pub fn release_lease(next: &str) -> Value {
+    lambda(Function::ScaleToZero, json!({"action": "release-lease", "execution.$": "$$.Execution.Id"}))
+        .comment("Deletes the lease only if this execution holds it.")
+        .select(&["released"])
+        .result_path("$.released")
+        .catch(Catch::keeping(next, "$.release_error"))
+        .next(next)
+        .build()
+}
+
 /// A `Pass` that records when it was entered at `$.clock.<mark>` (`{"at": TIME}`),
 /// for the lifecycle event's stage durations.
 pub fn clock_mark(mark: &str, next: &str) -> Value {

@@ -6,8 +6,9 @@ use understudy_shared::poll::PollKind;
 use understudy_shared::lifecycle::Lifecycle;
 
 use crate::asl::{
-    announce_states, clock_mark, config_payload, fail, failed_stage, lambda, machine, report, run_payload,
-    succeed, when_true, with_comment, Catch, Function, GiveUp, PollLoop, States, Task,
+    announce_states, clock_mark, config_payload, fail, failed_stage, lambda, machine, release_lease, report,
+    run_payload, succeed, take_lease_states, when_true, with_comment, Catch, Function, GiveUp, PollLoop,
+    States, Task,
 };
 
 /// One generated machine: its file stem (`statemachines/<name>.asl.json`) and definition.
@@ -159,6 +160,12 @@ const UNDO: &str = "Undo this run's changes";
 const REFRESH_FAILED: &str = "Refresh failed";
 /// The failure end's announcement, which every failure path reaches.
 const ANNOUNCE_FAILURE: &str = "Announce the failure";
+/// The failure path's first shared state: the run lock goes before the event.
+const RELEASE_AFTER_FAILURE: &str = "Release the run lock after the failure";
+/// Every machine that changes staging takes the lease here, after its config preamble.
+const TAKE_LEASE: &str = "Take the run lock";
+/// The success path's release, before the event (a subscriber may start the next run).
+const RELEASE: &str = "Release the run lock";
 /// Post-swap failures: a sleeping staging started for the swap goes back to sleep.
 const ASLEEP_BEFORE_FAILURE: &str = "Was staging asleep before the failure?";
 const DATABASE_NOT_READY: &str = "The database is not ready";
@@ -571,22 +578,19 @@ fn wake_stage(then: &str, failed: &str) -> States {
 /// the run is announced.
 pub fn refresh() -> Value {
     let mut states = States::new();
-    let before_any_change = note_failure(&mut states, stage::VALIDATE, ANNOUNCE_FAILURE);
-    states.extend(preamble(
-        Function::Snapshot,
-        BEGIN_COMMENT,
-        "Announce the start",
-        &before_any_change,
-        &["refresh"],
-    ));
+    // Before the lease is taken there is nothing to release (and no AWS call to make).
+    let before_the_lease = note_failure(&mut states, stage::VALIDATE, ANNOUNCE_FAILURE);
+    let publish_failed = note_failure(&mut states, stage::PUBLISH, RELEASE_AFTER_FAILURE);
+    states.extend(preamble(Function::Snapshot, BEGIN_COMMENT, TAKE_LEASE, &before_the_lease, &["refresh"]));
+    states.extend(take_lease_states(TAKE_LEASE, "Announce the start", &before_the_lease));
     states.extend(announce_states(
         Lifecycle::RefreshStarted,
         "Announce the start",
         "Publish Refresh Started",
-        Catch::to(&before_any_change),
+        Catch::to(&publish_failed),
         "Check the guard rails",
     ));
-    let guard_rails_failed = note_failure(&mut states, stage::GUARD_RAILS, ANNOUNCE_FAILURE);
+    let guard_rails_failed = note_failure(&mut states, stage::GUARD_RAILS, RELEASE_AFTER_FAILURE);
     states.add(
         "Check the guard rails",
         lambda(Function::Restore, run_payload("check", json!({})))
@@ -799,9 +803,9 @@ pub fn refresh() -> Value {
             "Default": "Is there a migration?",
         }),
     );
-    let wake_failed = note_failure(&mut states, stage::WAKE, ANNOUNCE_FAILURE);
+    let wake_failed = note_failure(&mut states, stage::WAKE, RELEASE_AFTER_FAILURE);
     states.extend(wake_stage("Is there a migration?", &wake_failed));
-    let sleep_failed = note_failure(&mut states, stage::SLEEP, ANNOUNCE_FAILURE);
+    let sleep_failed = note_failure(&mut states, stage::SLEEP, RELEASE_AFTER_FAILURE);
     states.add(
         "Put staging back to sleep",
         lambda(Function::Restore, run_payload("return-to-sleep", json!({})))
@@ -819,10 +823,10 @@ pub fn refresh() -> Value {
             "Comment": "A sleeping staging answers no request: the event says the smoke test was skipped.",
             "Result": "staging is asleep",
             "ResultPath": "$.smoke_skipped",
-            "Next": "Announce the refresh",
+            "Next": RELEASE,
         }),
     );
-    let migrate_failed = note_failure(&mut states, stage::MIGRATE, ANNOUNCE_FAILURE);
+    let migrate_failed = note_failure(&mut states, stage::MIGRATE, RELEASE_AFTER_FAILURE);
     states.add(
         "Is there a migration?",
         json!({
@@ -880,7 +884,7 @@ pub fn refresh() -> Value {
             .next("Restart the services?")
             .build(),
     );
-    let restart_failed = note_failure(&mut states, stage::RESTART, ANNOUNCE_FAILURE);
+    let restart_failed = note_failure(&mut states, stage::RESTART, RELEASE_AFTER_FAILURE);
     states.add(
         "Restart the services?",
         when_true("$.refresh.restart", "Restart the services", "Note the settled staging"),
@@ -912,10 +916,10 @@ pub fn refresh() -> Value {
         .states(),
     );
     states.add("Note the settled staging", clock_mark("settled", SMOKE_START));
-    let smoke_failed = note_failure(&mut states, stage::SMOKE, ANNOUNCE_FAILURE);
+    let smoke_failed = note_failure(&mut states, stage::SMOKE, RELEASE_AFTER_FAILURE);
     states.extend(smoke_stage("Note the smoke test", &smoke_failed));
-    states.add("Note the smoke test", clock_mark("verified", "Announce the refresh"));
-    let publish_failed = note_failure(&mut states, stage::PUBLISH, ANNOUNCE_FAILURE);
+    states.add("Note the smoke test", clock_mark("verified", RELEASE));
+    states.add(RELEASE, release_lease("Announce the refresh"));
     states.extend(announce_states(
         Lifecycle::RefreshSucceeded,
         "Announce the refresh",
@@ -981,7 +985,7 @@ pub fn refresh() -> Value {
         json!({
             "Type": "Choice",
             "Choices": [{"Variable": "$.database.snapshot", "IsPresent": true, "Next": "Clean up the share"}],
-            "Default": ANNOUNCE_FAILURE,
+            "Default": RELEASE_AFTER_FAILURE,
         }),
     );
     states.add(
@@ -989,10 +993,11 @@ pub fn refresh() -> Value {
         share_cleanup()
             .select(&["revoked", "deleted"])
             .result_path("$.share_cleanup")
-            .catch(Catch::keeping(ANNOUNCE_FAILURE, "$.cleanup_error"))
-            .next(ANNOUNCE_FAILURE)
+            .catch(Catch::keeping(RELEASE_AFTER_FAILURE, "$.cleanup_error"))
+            .next(RELEASE_AFTER_FAILURE)
             .build(),
     );
+    states.add(RELEASE_AFTER_FAILURE, release_lease(ANNOUNCE_FAILURE));
     states.extend(announce_states(
         Lifecycle::RefreshFailed,
         ANNOUNCE_FAILURE,
@@ -1282,13 +1287,9 @@ fn scale_failed() -> Value {
 pub fn sleep() -> Value {
     let failed = "Sleep failed";
     let announce_failure = "Announce the failed sleep";
-    let mut states = preamble(
-        Function::ScaleToZero,
-        BEGIN_COMMENT,
-        "Is the idle check on?",
-        announce_failure,
-        &["idle_check"],
-    );
+    let mut states =
+        preamble(Function::ScaleToZero, BEGIN_COMMENT, TAKE_LEASE, announce_failure, &["idle_check"]);
+    states.extend(take_lease_states(TAKE_LEASE, "Is the idle check on?", announce_failure));
     states.add(
         "Is the idle check on?",
         when_true("$.idle_check", "Check whether staging is idle", "Start waiting for staging to settle"),
@@ -1299,17 +1300,22 @@ pub fn sleep() -> Value {
             .comment("Reads the metric's statistic over the last config.scale.idle.minutes (CloudWatch GetMetricData); no datapoints counts as 0.")
             .select(&["idle", "value", "datapoints", "namespace", "metric", "statistic", "minutes", "threshold"])
             .result_path("$.idle")
-            .catch(Catch::to(announce_failure))
+            .catch(Catch::to(RELEASE_AFTER_FAILURE))
             .next("Is staging idle?")
             .build(),
     );
     states.add(
         "Is staging idle?",
         with_comment(
-            when_true("$.idle.idle", "Start waiting for staging to settle", "Report staying awake"),
+            when_true(
+                "$.idle.idle",
+                "Start waiting for staging to settle",
+                "Release the run lock of the busy staging",
+            ),
             "Only an idle staging is put to sleep.",
         ),
     );
+    states.add("Release the run lock of the busy staging", release_lease("Report staying awake"));
     states.add(
         "Report staying awake",
         report(
@@ -1329,10 +1335,10 @@ pub fn sleep() -> Value {
                 .comment("Idempotent: what is already asleep is left alone and its remembered capacity is never overwritten; settled is false while a resource cannot be put to sleep yet (a database starting or modifying).")
                 .select(&["state", "settled", "counts", "resources"])
                 .result_path("$.sleep")
-                .catch(Catch::to(announce_failure)),
+                .catch(Catch::to(RELEASE_AFTER_FAILURE)),
             done: "$.sleep.settled".into(),
-            then: "Announce the sleep".into(),
-            failure: announce_failure.into(),
+            then: RELEASE.into(),
+            failure: RELEASE_AFTER_FAILURE.into(),
             look_first: true,
             choice_comment: None,
             gives_up_with: None,
@@ -1348,13 +1354,15 @@ pub fn sleep() -> Value {
         ),
     );
     states.add("Staging is asleep", succeed());
+    states.add(RELEASE, release_lease("Announce the sleep"));
     states.extend(announce_states(
         Lifecycle::EnvironmentSlept,
         "Announce the sleep",
         "Publish Environment Slept",
-        Catch::to(announce_failure),
+        Catch::to(RELEASE_AFTER_FAILURE),
         "Report the sleep",
     ));
+    states.add(RELEASE_AFTER_FAILURE, release_lease(announce_failure));
     states.extend(announce_states(
         Lifecycle::SleepFailed,
         announce_failure,
@@ -1383,20 +1391,16 @@ fn wake_phase(phase: &str, comment: &str, result_path: &str, failed: &str) -> Ta
 pub fn wake() -> Value {
     let failed = "Wake failed";
     let announce_failure = "Announce the failed wake";
-    let mut states = preamble(
-        Function::ScaleToZero,
-        BEGIN_COMMENT,
-        "Start waiting for the databases",
-        announce_failure,
-        &[],
-    );
-    states.extend(wake_stage(SMOKE_START, announce_failure));
-    states.extend(smoke_stage("Announce the wake", announce_failure));
+    let mut states = preamble(Function::ScaleToZero, BEGIN_COMMENT, TAKE_LEASE, announce_failure, &[]);
+    states.extend(take_lease_states(TAKE_LEASE, "Start waiting for the databases", announce_failure));
+    states.extend(wake_stage(SMOKE_START, RELEASE_AFTER_FAILURE));
+    states.extend(smoke_stage(RELEASE, RELEASE_AFTER_FAILURE));
+    states.add(RELEASE, release_lease("Announce the wake"));
     states.extend(announce_states(
         Lifecycle::EnvironmentWoke,
         "Announce the wake",
         "Publish Environment Woke",
-        Catch::to(announce_failure),
+        Catch::to(RELEASE_AFTER_FAILURE),
         "Report the wake",
     ));
     states.add(
@@ -1408,6 +1412,7 @@ pub fn wake() -> Value {
         ),
     );
     states.add("Staging is awake", succeed());
+    states.add(RELEASE_AFTER_FAILURE, release_lease(announce_failure));
     states.extend(announce_states(
         Lifecycle::WakeFailed,
         announce_failure,
