@@ -88,6 +88,12 @@ pub fn execution_name(execution_arn: &str) -> &str {
     execution_arn.rsplit(':').next().unwrap_or(execution_arn)
 }
 
+/// The ARN of execution `name` of the state machine that runs `execution_arn`.
+pub fn sibling_execution(execution_arn: &str, name: &str) -> Option<String> {
+    let (machine, _) = execution_arn.rsplit_once(':')?;
+    machine.contains(":execution:").then(|| format!("{machine}:{name}"))
+}
+
 /// One environment's lease.
 #[derive(Debug, Clone)]
 pub struct Lease {
@@ -247,5 +253,11 @@ mod tests {
             "deploy-v1"
         );
         assert_eq!(key("staging"), "leases/staging.json");
+        assert_eq!(
+            sibling_execution("arn:aws:states:us-east-1:123456789012:execution:refresh:deploy-1", "deploy-2")
+                .as_deref(),
+            Some("arn:aws:states:us-east-1:123456789012:execution:refresh:deploy-2")
+        );
+        assert_eq!(sibling_execution("not-an-arn", "deploy-2"), None);
     }
 }

@@ -125,7 +125,7 @@ impl Loops {
 /// The poll loops of each machine, by machine name.
 pub const MACHINE_LOOPS: &[(&str, Loops)] = &[
     ("snapshot", Loops { snapshot: 1, database: 0, service: 0, smoke: 0 }),
-    ("refresh", Loops { snapshot: 3, database: 6, service: 4, smoke: 1 }),
+    ("refresh", Loops { snapshot: 3, database: 7, service: 4, smoke: 1 }),
     ("sleep", Loops { snapshot: 0, database: 1, service: 0, smoke: 0 }),
     ("wake", Loops { snapshot: 0, database: 1, service: 2, smoke: 1 }),
     ("restop", Loops { snapshot: 0, database: 1, service: 0, smoke: 0 }),

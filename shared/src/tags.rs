@@ -9,6 +9,9 @@ pub const ENVIRONMENT: &str = "understudy:environment";
 pub const MANAGED: &str = "understudy:managed";
 /// The run (Step Functions execution name) that created the resource.
 pub const RUN: &str = "understudy:run";
+/// On a retired database: the run that renamed it aside. `retire` and `repair`
+/// leave it alone while that run runs (its undo renames it back).
+pub const RETIRED_BY: &str = "understudy:retired-by";
 /// The identifier of the database a snapshot was taken from.
 pub const SOURCE: &str = "understudy:source";
 

@@ -104,6 +104,18 @@ impl StateMachines {
             .state_machine_arn
     }
 
+    /// The names of `state_machine_arn`'s executions, newest first.
+    pub async fn execution_names(&self, state_machine_arn: &str) -> Vec<String> {
+        let listed = self
+            .sfn
+            .list_executions()
+            .state_machine_arn(state_machine_arn)
+            .send()
+            .await
+            .expect("list executions");
+        listed.executions().iter().map(|e| e.name().to_owned()).collect()
+    }
+
     /// Starts a named execution (moto reuses the name `None` for unnamed ones).
     pub async fn start(&self, state_machine_arn: &str, name: &str, input: &Value) -> Execution {
         let arn = self

@@ -5,6 +5,7 @@
 mod answer_contracts;
 mod complete_refresh;
 mod contracts;
+mod deploy_triggers;
 mod deployed_config;
 mod mirror_function;
 mod mirror_state_machines;

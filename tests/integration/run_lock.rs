@@ -179,3 +179,44 @@ async fn the_lease_of_an_aborted_run_is_reclaimed_by_the_next_run_and_sleep_spar
     assert!(reclaimed, "the sleep reclaimed the aborted run's lease: {slept:#?}");
     assert_eq!(lease(&world).await, None, "and released it");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_aborted_between_the_renames_is_repaired_by_the_next_and_retire_spares_a_running_runs_database(
+) {
+    let world = RefreshStack::start().await;
+    world.seed_000().await;
+    let refresh = world.seed_000_machine("understudy-refresh-repair").await;
+
+    let aborted = start(&world, &refresh, "deploy-e").await;
+    aborted.wait_until_entered("Check the rename aside", Duration::from_secs(180)).await;
+    let retired = world
+        .cluster_ids()
+        .await
+        .into_iter()
+        .find(|id| id.starts_with(&format!("{TARGET}-retired-")))
+        .expect("the live cluster renamed aside");
+
+    // While its run runs, a retired database is that run's: another run's retire keeps it.
+    let (machine, _) = aborted.arn.rsplit_once(':').unwrap();
+    let other =
+        json!({"action": "retire", "run_id": "other", "execution": format!("{machine}:other"), "config": {}});
+    let retire = world.stack.invoke("restore", &other).ok();
+    assert_eq!(retire["kept"], json!([retired]), "{retire:#}");
+    assert_eq!(retire["deleted"], json!([]), "{retire:#}");
+
+    aborted.stop().await;
+    assert_eq!(aborted.finish(TIMEOUT).await.status, "ABORTED");
+    assert!(world.cluster(TARGET).await.is_none(), "the abort left no database under the target name");
+    world.usable_cluster(&retired).await;
+
+    let repaired = world.run(&refresh, "deploy-f", &json!({})).await;
+    assert_eq!(repaired.status, "SUCCEEDED", "{repaired:#?}\n{}", world.logs());
+    assert_eq!(repaired.times_entered("Start waiting for the repaired database"), 1, "{repaired:#?}");
+    let after = world.usable_cluster(TARGET).await;
+    assert_eq!(after.master_username(), Some("prod_admin"), "and then refreshed");
+    let ids = world.cluster_ids().await;
+    assert!(
+        !ids.iter().any(|id| id.contains("-retired-")),
+        "the repaired database was retired in turn: {ids:?}"
+    );
+}

@@ -98,6 +98,12 @@ def parameter_values(template: dict[str, Any], given: dict[str, str]) -> dict[st
     return values
 
 
+def resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> Any:
+    """`value` with its intrinsics resolved as CloudFormation would (TemplateError when one
+    names something the deployment does not have)."""
+    return _resolve(value, template, deployment)
+
+
 def _resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> Any:
     if isinstance(value, Intrinsic):
         name = value.tag[1:]
@@ -110,10 +116,19 @@ def _resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> An
         return {k: _resolve(v, template, deployment) for k, v in value.items()}
     (key, arg), = value.items()
     if key == "Ref":
+        declared = _mapping(_mapping(template.get("Parameters")).get(arg))
+        if declared.get("Type") == "CommaDelimitedList" and arg in deployment.parameters:
+            # CloudFormation's Ref of a CommaDelimitedList is a list ("" is [""]).
+            return [item.strip() for item in deployment.parameters[arg].split(",")]
         for source in (deployment.parameters, deployment.pseudo, deployment.resources):
             if arg in source:
                 return source[arg]
         raise TemplateError(f"Ref {arg}: unknown")
+    if key == "Fn::GetAtt":
+        name = arg if isinstance(arg, str) else ".".join(arg)
+        if name in deployment.attributes:
+            return deployment.attributes[name]
+        raise TemplateError(f"Fn::GetAtt {name}: unknown")
     if key == "Fn::If":
         condition, yes, no = arg
         return _resolve(yes if _condition(condition, template, deployment) else no, template, deployment)
@@ -155,6 +170,23 @@ def _condition(value: Any, template: dict[str, Any], deployment: Deployment) -> 
     if key == "Fn::And":
         return all(_condition(a, template, deployment) for a in arg)
     raise TemplateError(f"unsupported condition {key}")
+
+
+def resources_of(
+    template: dict[str, Any], resource_type: str, deployment: Deployment
+) -> list[tuple[str, dict[str, Any]]]:
+    """(logical id, resource) of every resource of `resource_type` whose Condition
+    holds, in the template's order; `resolve` its properties as needed."""
+    found = []
+    for logical_id, resource in _mapping(template.get("Resources")).items():
+        resource = _mapping(resource)
+        if resource.get("Type") != resource_type:
+            continue
+        condition = resource.get("Condition")
+        if condition is not None and not _condition(condition, template, deployment):
+            continue
+        found.append((logical_id, resource))
+    return found
 
 
 def function_settings(

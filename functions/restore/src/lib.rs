@@ -17,7 +17,11 @@
 //! - `swap`: `step: "aside"` renames the live database to `<target>-retired-<run>`,
 //!   `step: "in"` renames the temporary one to the target; the state machine waits
 //!   between the two, as AWS needs;
-//! - `retire`: delete retired databases (this run's and any an earlier run left);
+//! - `retire`: delete retired databases: this run's, and those of runs that have
+//!   ended (each carries `understudy:retired-by`, the run that renamed it aside);
+//! - `repair`: the first change of a refresh, after `check`: when no database holds the target name
+//!   and exactly one retired database of an ended run exists (a run aborted between
+//!   the two renames), rename it back;
 //! - `return-to-sleep`: stop the new live database when the old one was asleep;
 //! - `undo`: after a failure, put live staging back as it was and delete what this
 //!   run made (see [`RestoreFunction::undo`]).
@@ -37,6 +41,7 @@ use serde_json::Value;
 use understudy_shared::answer::{bounded, schema_of, to_answer};
 use understudy_shared::aws::{rds_client, AwsContext};
 use understudy_shared::config::{DatabaseConfig, DatabaseKind, EnvironmentConfig};
+use understudy_shared::lease::{self, RunState};
 use understudy_shared::rds::{arn_account, SnapshotRef, SnapshotStatus, Snapshots};
 use understudy_shared::request::ActionRequest;
 use understudy_shared::settings::{ConfigRef, Settings};
@@ -50,14 +55,21 @@ pub use naming::{retired_identifier, temporary_identifier};
 pub struct RestoreFunction {
     aws: AwsContext,
     settings: Settings,
+    /// Whether the run that retired a database still runs (`retire`, `repair`).
+    sfn: aws_sdk_sfn::Client,
 }
 
-/// `{"action": "check" | "wake-live" | "retire" | "return-to-sleep" | "undo", "run_id", "config"}`
+/// `{"action": "check" | "wake-live" | "retire" | "repair" | "return-to-sleep" | "undo", "run_id", "execution"?, "config"}`
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The run (execution name).
     pub run_id: String,
+    /// The execution's ARN (`$$.Execution.Id`), for `retire` and `repair`: another
+    /// run's state is asked of Step Functions under the same state machine. Without
+    /// it, every other run counts as still running.
+    #[serde(default)]
+    pub execution: Option<String>,
     /// The run's configuration reference (`begin`'s `config`).
     #[serde(default)]
     pub config: ConfigRef,
@@ -156,6 +168,8 @@ pub enum Request {
     Swap(SwapRequest),
     /// Delete retired databases.
     Retire(RunRequest),
+    /// Rename back the retired database of a run that died between the renames.
+    Repair(RunRequest),
     /// Stop the new live database again.
     ReturnToSleep(RunRequest),
     /// Put staging back after a failure.
@@ -172,6 +186,7 @@ pub const ACTIONS: &[&str] = &[
     "wake-live",
     "swap",
     "retire",
+    "repair",
     "return-to-sleep",
     "undo",
 ];
@@ -189,6 +204,7 @@ pub fn answer_schema(action: &str) -> Option<Schema> {
         "wake-live" => schema_of::<WokenLive>(),
         "swap" => schema_of::<Swapped>(),
         "retire" => schema_of::<Retired>(),
+        "repair" => schema_of::<Repaired>(),
         "return-to-sleep" => schema_of::<ReturnedToSleep>(),
         "undo" => schema_of::<Undone>(),
         _ => return None,
@@ -218,6 +234,7 @@ impl Request {
             "wake-live" => request.fields().map(Self::WakeLive),
             "swap" => request.fields().map(Self::Swap),
             "retire" => request.fields().map(Self::Retire),
+            "repair" => request.fields().map(Self::Repair),
             "return-to-sleep" => request.fields().map(Self::ReturnToSleep),
             "undo" => request.fields().map(Self::Undo),
             _ => Err(request.unknown_action(ACTIONS)),
@@ -337,6 +354,19 @@ pub struct Retired {
     pub deleted: Vec<String>,
     /// Deleted ones not listed.
     pub deleted_left_out: usize,
+    /// Retired databases kept: their run is still running (its undo may need them).
+    pub kept: Vec<String>,
+}
+
+/// What `repair` answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Repaired {
+    /// True when a retired database was renamed back to the target (wait for it).
+    pub repaired: bool,
+    /// The database under the target name (being renamed when repaired).
+    pub database: DatabaseRef,
+    /// The retired database renamed back, if any.
+    pub from: Option<String>,
 }
 
 /// What `return-to-sleep` answers.
@@ -581,7 +611,8 @@ impl RestoreFunction {
     /// A handler using `aws` for every call.
     pub fn new(aws: AwsContext) -> Self {
         let settings = Settings::from_env(aws.base());
-        Self { aws, settings }
+        let sfn = aws_sdk_sfn::Client::new(aws.base());
+        Self { aws, settings, sfn }
     }
 
     /// Handles one invocation.
@@ -595,6 +626,7 @@ impl RestoreFunction {
             Request::WakeLive(r) => to_answer(&self.wake_live(r).await?),
             Request::Swap(r) => to_answer(&self.swap(r).await?),
             Request::Retire(r) => to_answer(&self.retire(r).await?),
+            Request::Repair(r) => to_answer(&self.repair(r).await?),
             Request::ReturnToSleep(r) => to_answer(&self.return_to_sleep(r).await?),
             Request::Undo(r) => to_answer(&self.undo(r).await?),
         }
@@ -622,7 +654,17 @@ impl RestoreFunction {
         let live = refresh.databases.find(target).await?;
         match &live {
             Some(live) => refresh.ensure_may_modify(live)?,
-            None => ensure_can_create(refresh.database())?,
+            None => {
+                // No database under the target name: a first refresh creates one, unless
+                // a run died between its renames, whose retired database `repair` renames back.
+                let retired = self.retired_databases(&refresh).await?;
+                if retired.is_empty() {
+                    ensure_can_create(refresh.database())?;
+                }
+                for database in &retired {
+                    refresh.ensure_may_modify(database)?;
+                }
+            }
         }
         Ok(LiveCheck {
             target: target.to_owned(),
@@ -787,6 +829,11 @@ impl RestoreFunction {
                         live.status
                     )));
                 }
+                if tag_value(&live.tags, tags::RETIRED_BY) != Some(request.run_id.as_str()) {
+                    // Which run retired it: retire and repair leave a running run's alone.
+                    let retired_by = [(tags::RETIRED_BY.to_owned(), request.run_id.clone())];
+                    refresh.databases.add_tags(&live.arn, &retired_by).await?;
+                }
                 refresh.databases.rename(&target, &retired).await?;
                 tracing::info!(from = %target, to = %retired, "renamed the live database aside");
                 Ok(Swapped { renamed: true, database: DatabaseRef { kind, identifier: retired } })
@@ -814,19 +861,49 @@ impl RestoreFunction {
         }
     }
 
-    /// Deletes every retired database of the target: this run's, and any an
-    /// earlier run left behind after a late failure.
-    async fn retire(&self, request: RunRequest) -> Result<Retired> {
-        let refresh = self.load(&request.config).await?;
-        let target = refresh.target().to_owned();
-        let settings = refresh.database().retire.clone();
-        let mut retired: Vec<DatabaseSummary> = refresh
+    /// The retired databases of the target (any run's).
+    async fn retired_databases(&self, refresh: &Refresh) -> Result<Vec<DatabaseSummary>> {
+        let target = refresh.target();
+        Ok(refresh
             .databases
-            .list_with_prefix(&naming::retired_prefix(&target))
+            .list_with_prefix(&naming::retired_prefix(target))
             .await?
             .into_iter()
-            .filter(|db| naming::is_retired_identifier(&db.identifier, &target))
-            .collect();
+            .filter(|db| naming::is_retired_identifier(&db.identifier, target))
+            .collect())
+    }
+
+    /// Whether the run that retired `database` has ended: true for this run's own
+    /// (`own`), for one retired before runs tagged them, and for a run Step
+    /// Functions no longer reports RUNNING; false while it runs (or, without this
+    /// execution's ARN, when it cannot be asked).
+    async fn retired_by_ended_run(&self, database: &DatabaseSummary, request: &RunRequest) -> Result<bool> {
+        let Some(run) = tag_value(&database.tags, tags::RETIRED_BY) else { return Ok(true) };
+        if run == request.run_id {
+            return Ok(true);
+        }
+        let Some(sibling) = request.execution.as_deref().and_then(|e| lease::sibling_execution(e, run))
+        else {
+            return Ok(false);
+        };
+        Ok(lease::run_state(&self.sfn, &sibling).await? == RunState::Ended)
+    }
+
+    /// Deletes the target's retired databases: this run's, and those of runs
+    /// that have ended (left behind by a late failure); a running run's is kept.
+    async fn retire(&self, request: RunRequest) -> Result<Retired> {
+        let refresh = self.load(&request.config).await?;
+        let settings = refresh.database().retire.clone();
+        let mut retired = Vec::new();
+        let mut kept = Vec::new();
+        for database in self.retired_databases(&refresh).await? {
+            if self.retired_by_ended_run(&database, &request).await? {
+                retired.push(database);
+            } else {
+                tracing::info!(database = %database.identifier, "kept: its run is still running");
+                kept.push(database.identifier);
+            }
+        }
         // Every deletion is checked before the first one.
         for database in &retired {
             refresh.ensure_may_modify(database)?;
@@ -852,7 +929,40 @@ impl RestoreFunction {
             deleted.push(database.identifier);
         }
         let (deleted, deleted_left_out) = bounded(deleted);
-        Ok(Retired { deleted, deleted_left_out })
+        Ok(Retired { deleted, deleted_left_out, kept })
+    }
+
+    /// A refresh aborted (or timed out) between its two renames leaves no database
+    /// under the target name, only `<target>-retired-<run>`. Before anything else,
+    /// the next refresh renames that one back, if it is the only retired database
+    /// of an ended run; with several, it refuses to choose.
+    async fn repair(&self, request: RunRequest) -> Result<Repaired> {
+        let refresh = self.load(&request.config).await?;
+        let target = refresh.target().to_owned();
+        let database = DatabaseRef { kind: refresh.databases.kind(), identifier: target.clone() };
+        if refresh.databases.find(&target).await?.is_some() {
+            return Ok(Repaired { repaired: false, database, from: None });
+        }
+        let mut orphans = Vec::new();
+        for retired in self.retired_databases(&refresh).await? {
+            if retired.status != "deleting" && self.retired_by_ended_run(&retired, &request).await? {
+                orphans.push(retired);
+            }
+        }
+        match orphans.as_slice() {
+            [] => Ok(Repaired { repaired: false, database, from: None }),
+            [orphan] => {
+                refresh.ensure_may_modify(orphan)?;
+                refresh.databases.rename(&orphan.identifier, &target).await?;
+                tracing::warn!(from = %orphan.identifier, to = %target, "renamed the retired database of an ended run back");
+                Ok(Repaired { repaired: true, database, from: Some(orphan.identifier.clone()) })
+            }
+            several => Err(Error::GuardRailViolation(format!(
+                "no database is named `{target}` and several retired ones of ended runs exist ({}); \
+                 rename the right one back to `{target}` by hand",
+                several.iter().map(|d| d.identifier.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
     }
 
     async fn return_to_sleep(&self, request: RunRequest) -> Result<ReturnedToSleep> {

@@ -164,6 +164,8 @@ const ANNOUNCE_FAILURE: &str = "Announce the failure";
 const RELEASE_AFTER_FAILURE: &str = "Release the run lock after the failure";
 /// Every machine that changes staging takes the lease here, after its config preamble.
 const TAKE_LEASE: &str = "Take the run lock";
+/// The refresh's first change: an interrupted swap repaired.
+const REPAIR: &str = "Repair an interrupted swap";
 /// The success path's release, before the event (a subscriber may start the next run).
 const RELEASE: &str = "Release the run lock";
 /// Post-swap failures: a sleeping staging started for the swap goes back to sleep.
@@ -175,6 +177,7 @@ const BUCKETS_NOT_COPIED: &str = "The buckets are not copied";
 mod stage {
     pub const VALIDATE: &str = "validate";
     pub const GUARD_RAILS: &str = "guard-rails";
+    pub const REPAIR: &str = "repair";
     pub const SNAPSHOT: &str = "snapshot";
     pub const DATABASE: &str = "database";
     pub const MIRROR_COPY: &str = "mirror-copy";
@@ -583,6 +586,35 @@ pub fn refresh() -> Value {
     let publish_failed = note_failure(&mut states, stage::PUBLISH, RELEASE_AFTER_FAILURE);
     states.extend(preamble(Function::Snapshot, BEGIN_COMMENT, TAKE_LEASE, &before_the_lease, &["refresh"]));
     states.extend(take_lease_states(TAKE_LEASE, "Announce the start", &before_the_lease));
+    let repair_failed = note_failure(&mut states, stage::REPAIR, RELEASE_AFTER_FAILURE);
+    states.add(
+        REPAIR,
+        lambda(Function::Restore, run_payload("repair", json!({"execution.$": "$$.Execution.Id"})))
+            .comment("The first change: a run aborted between its two renames left no database under the target name; the only retired database of an ended run is renamed back (check has applied the guard rails to it).")
+            .select(&["repaired", "database"])
+            .result_path("$.repair")
+            .catch(Catch::to(&repair_failed))
+            .next("Was the swap repaired?")
+            .build(),
+    );
+    states.add(
+        "Was the swap repaired?",
+        when_true(
+            "$.repair.repaired",
+            "Start waiting for the repaired database",
+            "Note the start of the preparations",
+        ),
+    );
+    states.extend(refresh_loop(
+        "for the repaired database",
+        PollKind::Database,
+        "Check the repaired database",
+        "Is the repaired database back?",
+        database_status("$.repair.database", "$.repair_status", &repair_failed),
+        "$.repair_status.available",
+        "Note the start of the preparations",
+        &repair_failed,
+    ));
     states.extend(announce_states(
         Lifecycle::RefreshStarted,
         "Announce the start",
@@ -598,7 +630,7 @@ pub fn refresh() -> Value {
             .select(&["target", "exists", "asleep"])
             .result_path("$.live")
             .catch(Catch::to(&guard_rails_failed))
-            .next("Note the start of the preparations")
+            .next(REPAIR)
             .build(),
     );
     states.add(
@@ -752,9 +784,9 @@ pub fn refresh() -> Value {
     let retire_failed = note_failure(&mut states, stage::RETIRE, ASLEEP_BEFORE_FAILURE);
     states.add(
         "Retire the old database",
-        lambda(Function::Restore, run_payload("retire", json!({})))
-            .comment("Deletes this run's retired database and any an earlier run left. A failure from here on leaves the new database live.")
-            .select(&["deleted"])
+        lambda(Function::Restore, run_payload("retire", json!({"execution.$": "$$.Execution.Id"})))
+            .comment("Deletes this run's retired database and those of ended runs (a running run's stays for its undo). A failure from here on leaves the new database live.")
+            .select(&["deleted", "kept"])
             .result_path("$.retired")
             .catch(Catch::to(&retire_failed))
             .next("Note the swap")
