@@ -16,7 +16,7 @@ help:
 	@echo "make local-up    start the local stack (moto + Lambda invoke host) in the background; prints exports"
 	@echo "make local-down  stop it"
 	@echo "make statemachines  regenerate statemachines/*.asl.json, their diagrams and statemachines/README.md"
-	@echo "make package     build arm64 Lambda zips with cargo-lambda (installed into .venv)"
+	@echo "make package     sam build: arm64 Lambda zips (ARCH=x86_64 for the other), each one's size"
 	@echo "make bench-mirror  the S3 mirror against aws s3 sync and rclone on a local garage (not in make test)"
 	@echo "make bench-scale   scale-to-zero's AWS calls and time on a seeded staging of 250 resources (not in make test)"
 
@@ -50,9 +50,19 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets --quiet -- -D warnings
 
-validate: venv
+# asl-validator, pinned in tests/asl/package-lock.json, on every definition; and
+# once on a broken one it must refuse, so the check cannot pass vacuously.
+ASL_VALIDATOR := tests/asl/node_modules/.bin/asl-validator
+$(ASL_VALIDATOR): tests/asl/package-lock.json
+	npm ci --prefix tests/asl --silent --no-audit --no-fund
+	touch $@
+
+validate: venv $(ASL_VALIDATOR)
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/production-access.yaml
-	@for f in statemachines/*.asl.json; do $(PYTHON) -m json.tool $$f > /dev/null || exit 1; done
+	$(PYTHON) tests/local/samconfig.py --lint $(VENV)/bin/cfn-lint
+	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
+	@if $(ASL_VALIDATOR) --silent --json-path tests/fixtures/asl-invalid.asl.json; then \
+		echo "asl-validator accepted tests/fixtures/asl-invalid.asl.json"; exit 1; fi
 
 stack-selftest: venv
 	@mkdir -p $(LOCAL)
@@ -74,15 +84,30 @@ local-up: venv build
 local-down:
 	@if [ -f $(LOCAL)/stack.pid ]; then kill $$(cat $(LOCAL)/stack.pid) 2>/dev/null || true; rm -f $(LOCAL)/stack.pid $(LOCAL)/stack.env; echo stopped; else echo "not running"; fi
 
-# arm64 zips for Lambda (sam build does the same through BuildMethod: rust-cargolambda).
-package: venv
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check cargo-lambda ziglang
-	rustup target add aarch64-unknown-linux-gnu
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --output-format zip
+# make package: sam build (BuildMethod: rust-cargolambda) with aws-sam-cli, cargo-lambda
+# and zig pinned in a venv of their own, on PATH; then a zip per function and its size.
+# ARCH=x86_64 builds the other architecture (deploy with Architecture=x86_64 then).
+PACKAGE_VENV := .package-venv
+ARCH ?= arm64
+RUST_TARGET_arm64 := aarch64-unknown-linux-gnu
+RUST_TARGET_x86_64 := x86_64-unknown-linux-gnu
+FUNCTIONS := $(notdir $(wildcard functions/*))
+
+$(PACKAGE_VENV)/.installed: infra/package-requirements.txt
+	python3 -m venv $(PACKAGE_VENV)
+	$(PACKAGE_VENV)/bin/pip install --quiet --disable-pip-version-check -r infra/package-requirements.txt
+	touch $@
+
+package: $(PACKAGE_VENV)/.installed
+	@test -n "$(RUST_TARGET_$(ARCH))" || { echo "ARCH must be arm64 or x86_64, not $(ARCH)"; exit 1; }
+	rustup target add $(RUST_TARGET_$(ARCH))
+	PATH="$(CURDIR)/$(PACKAGE_VENV)/bin:$$PATH" SAM_CLI_TELEMETRY=0 \
+		$(PACKAGE_VENV)/bin/sam build --parameter-overrides Architecture=$(ARCH)
+	$(PACKAGE_VENV)/bin/python infra/package.py --expect $(FUNCTIONS)
 
 clean: local-down
 	$(CARGO) clean
-	rm -rf $(VENV) $(LOCAL)
+	rm -rf $(VENV) $(LOCAL) $(PACKAGE_VENV) .aws-sam tests/asl/node_modules
 
 # The mirror benchmark (issue #4), not part of make test: garage 2.5.0 built once
 # into a cache outside the checkout (~12 min on 2 cores), rclone from Debian, the

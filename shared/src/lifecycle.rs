@@ -41,7 +41,7 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
-    /// Every event, in README's order.
+    /// Every event, in the order docs/contracts.md lists them.
     pub const ALL: [Lifecycle; 7] = [
         Lifecycle::RefreshStarted,
         Lifecycle::RefreshSucceeded,
@@ -130,7 +130,7 @@ pub struct Announcement {
     pub detail: EventDetail,
 }
 
-/// The detail of every lifecycle event (README documents it; examples in
+/// The detail of every lifecycle event (docs/contracts.md documents it; examples in
 /// `tests/events/lifecycle-*.json`). Absent parts are left out.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

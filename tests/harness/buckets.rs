@@ -40,7 +40,7 @@ pub struct PutOptions {
 }
 
 /// The production bucket policy that grants the staging account read access
-/// (what README's "The mirror" section asks production to apply).
+/// (what docs/mirror.md asks production to apply).
 pub fn source_bucket_policy(bucket: &str) -> Value {
     json!({
         "Version": "2012-10-17",

@@ -21,9 +21,13 @@ impl LocalStack {
     /// Deploys the template with `parameters` (the others at their defaults), as
     /// `sam deploy --parameter-overrides` would; answers the functions' variables.
     pub fn deploy(&self, parameters: &[(&str, String)]) -> Value {
-        let answer = self.try_deploy(parameters);
-        assert_eq!(answer.status, 200, "deploy refused: {}", answer.payload);
-        answer.payload
+        deployed(self.try_deploy(parameters))
+    }
+
+    /// Deploys the parameter overrides of a `samconfig.toml` environment (the others at
+    /// their defaults), as `sam deploy --config-env <env>` would; answers as [`deploy`](Self::deploy).
+    pub fn deploy_config_env(&self, env: &str) -> Value {
+        deployed(self.control("POST", "/understudy/deploy", Some(&json!({ "config_env": env }))))
     }
 
     /// [`deploy`](Self::deploy), answering a refusal (400 naming the parameter) instead of panicking.
@@ -32,6 +36,11 @@ impl LocalStack {
             parameters.iter().map(|(k, v)| ((*k).to_owned(), json!(v))).collect();
         self.control("POST", "/understudy/deploy", Some(&json!({ "parameters": parameters })))
     }
+}
+
+fn deployed(answer: crate::Invocation) -> Value {
+    assert_eq!(answer.status, 200, "deploy refused: {}", answer.payload);
+    answer.payload
 }
 
 /// Writes the configuration document into the stack's bucket; answers its version.

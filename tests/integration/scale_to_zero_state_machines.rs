@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
+use understudy_tests::accounts::STAGING_ACCOUNT;
 use understudy_tests::deployment::{fast_polls, write_config};
 use understudy_tests::https::HttpsApps;
 use understudy_tests::scale::{other_entries, ScaleWorld, PRODUCTION_DB, STAGING_DB};
@@ -119,6 +120,62 @@ async fn sleep_then_wake_end_to_end_waits_for_databases_then_stable_services() {
         woken.events.iter().rposition(|e| e.state.as_deref() == Some("Wake the databases"));
     assert!(last_database_wake < first_service_wake, "databases before services");
     assert_eq!(db_status(&accounts, STAGING_DB).await, "available");
+    assert_eq!(world.observe().await, before, "every count, group size, range and tag back exactly");
+}
+
+/// The sleep-only walkthrough (README, "Deploy"): samconfig.toml's `sleep-only`
+/// environment names no production parameter, and the template's conditions leave
+/// every production part out; sleep and wake still keep staging exactly as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_sleep_only_config_env_deploys_no_production_part_and_still_sleeps_and_wakes_staging() {
+    let (stack, accounts, world) = seeded_stack().await;
+    let deployed = stack.deploy_config_env("sleep-only");
+
+    let variables = &deployed["variables"];
+    for name in [
+        "UNDERSTUDY_PRODUCTION_ROLE_ARN",
+        "UNDERSTUDY_PRODUCTION_EXTERNAL_ID",
+        "UNDERSTUDY_DATABASE_SOURCE",
+        "UNDERSTUDY_DATABASE_TARGET",
+        "UNDERSTUDY_MIRROR_BUCKETS",
+    ] {
+        assert_eq!(variables[name], "", "{name}: {deployed:#}");
+    }
+    assert_eq!(variables["UNDERSTUDY_PRODUCTION_ACCOUNT_ID"], STAGING_ACCOUNT, "{deployed:#}");
+    // Nothing that snapshots, shares, restores, mirrors or starts a refresh is created.
+    let functions: Vec<&str> =
+        deployed["functions"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert_eq!(functions, ["scale-to-zero", "smoke-test"], "{deployed:#}");
+    let mut machines: Vec<&String> = deployed["state_machines"].as_object().unwrap().keys().collect();
+    machines.sort();
+    assert_eq!(machines, ["restop", "sleep", "wake"], "{deployed:#}");
+    let rules: Vec<&str> =
+        deployed["rules"].as_array().unwrap().iter().filter_map(|r| r["rule"].as_str()).collect();
+    assert_eq!(
+        rules,
+        ["AlarmRule"],
+        "only the alarm rule (RestopRule targets a state machine): {deployed:#}"
+    );
+    for left_out in ["trigger", "restore", "snapshot"] {
+        let answer = stack.invoke(left_out, &json!({}));
+        assert_eq!(answer.status, 404, "{left_out} does not exist in a sleep-only stack: {answer:?}");
+    }
+
+    let machines = StateMachines::new(&accounts.staging);
+    let before = world.observe().await;
+    let slept = run(&stack, &machines, "sleep.asl.json", "sleep-only-evening", json!({})).await;
+    assert_eq!(slept.output.as_ref().expect("output")["sleep"]["state"], "asleep");
+    let asleep = world.observe().await;
+    assert_eq!(other_entries(&asleep), other_entries(&before), "nothing but staging may change");
+    assert_ne!(asleep, before, "staging went to sleep");
+    for _ in 0..10 {
+        let status = stack.invoke("scale-to-zero", &json!({"action": "status", "config": {}})).ok();
+        if status["services_stable"] == true {
+            break;
+        }
+    }
+    let woken = run(&stack, &machines, "wake.asl.json", "sleep-only-morning", json!({})).await;
+    assert_eq!(woken.output.as_ref().expect("output")["smoke"]["skipped"], true);
     assert_eq!(world.observe().await, before, "every count, group size, range and tag back exactly");
 }
 

@@ -4,9 +4,12 @@ EventBridge rules (AWS::Events::Rule) put on their buses with resolved patterns 
 
 `POST /understudy/deploy {"parameters": {"StagingAccountId": "", ...}}` on the invoke
 host deploys (or redeploys) with those parameter values, the template's defaults for
-the others, and answers `{"config_bucket", "lease_bucket", "alarm_topic", "state_machines": {stem: ARN}, "rules": [{"rule", "bus",
-"pattern", "targets"}], "variables": {...}}` (the variables
-every function got). A value CloudFormation would refuse (an AllowedPattern or
+the others; `{"config_env": "sleep-only"}` deploys that samconfig.toml environment's
+overrides (samconfig.py), with any `parameters` on top. It answers `{"config_bucket",
+"lease_bucket", "alarm_topic", "state_machines": {stem: ARN}, "rules": [{"rule", "bus",
+"pattern", "targets"}], "functions": [...], "variables": {...}}` (the functions whose
+Condition holds, and the variables every function got; a function left out answers
+ResourceNotFoundException). A value CloudFormation would refuse (an AllowedPattern or
 AllowedValues miss, an unknown parameter) is a 400 naming it, and nothing changes.
 The stack deploys the template's defaults when it starts.
 
@@ -32,6 +35,7 @@ from werkzeug.wrappers import Request, Response
 
 import lambda_host
 import sam_template
+import samconfig
 
 STACK_NAME = "understudy-local"
 CONFIG_BUCKET = "understudy-local-configbucket"
@@ -73,15 +77,16 @@ class Deployer:
             )
             settings = sam_template.function_settings(self._template, deployment)
             self._create_buckets()
-            self._host.redeploy(settings)
+            self._host.redeploy(settings, sam_template.excluded_functions(self._template, deployment))
             rules = self._deploy_rules(deployment)
             variables = next(iter(settings.values())).env if settings else {}
             return {
                 "config_bucket": CONFIG_BUCKET,
                 "lease_bucket": LEASE_BUCKET,
                 "alarm_topic": self._physical.get("AlarmTopic"),
-                "state_machines": self._state_machines,
+                "state_machines": self._state_machines(deployment),
                 "rules": rules,
+                "functions": sorted(settings),
                 "variables": variables,
             }
 
@@ -89,14 +94,13 @@ class Deployer:
     def _arn_prefix(self) -> str:
         return f"{self._region}:{lambda_host.ACCOUNT_ID}"
 
-    @property
-    def _state_machines(self) -> dict[str, str]:
-        """Each state machine's ARN by its definition's stem (`refresh`: the ARN of
-        `understudy-local-refresh`, the name a test creates it under)."""
+    def _state_machines(self, deployment: sam_template.Deployment) -> dict[str, str]:
+        """Each deployed state machine's ARN (its Condition holds) by its definition's stem
+        (`refresh`: the ARN of `understudy-local-refresh`, the name a test creates it under)."""
+        deployed = sam_template.resources_of(self._template, "AWS::Serverless::StateMachine", deployment)
         return {
             arn.rsplit(":", 1)[1].removeprefix(STATE_MACHINE_PREFIX): arn
-            for arn in self._physical.values()
-            if ":stateMachine:" in arn
+            for arn in (self._physical[logical_id] for logical_id, _ in deployed)
         }
 
     def _physical_names(self) -> dict[str, str]:
@@ -180,12 +184,17 @@ class Deployer:
     def app(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         request = Request(environ)
         body = request.get_json(force=True, silent=True)
-        parameters = body.get("parameters") if isinstance(body, dict) else None
-        if request.method != "POST" or not isinstance(parameters, dict):
-            answer, status = {"message": 'POST {"parameters": {"Name": "value", ...}}'}, 400
+        body = body if isinstance(body, dict) else {}
+        parameters, config_env = body.get("parameters", {}), body.get("config_env")
+        if request.method != "POST" or not isinstance(parameters, dict) or not (
+                "parameters" in body or isinstance(config_env, str)):
+            answer, status = {"message": 'POST {"parameters": {"Name": "value", ...}} or {"config_env": "<name>"}'}, 400
         else:
             try:
-                answer, status = self.deploy({str(k): str(v) for k, v in parameters.items()}), 200
-            except sam_template.TemplateError as error:
+                # A samconfig.toml environment's overrides, as `sam deploy --config-env` reads them.
+                given = samconfig.parameters(config_env) if isinstance(config_env, str) else {}
+                given |= {str(k): str(v) for k, v in parameters.items()}
+                answer, status = self.deploy(given), 200
+            except (sam_template.TemplateError, samconfig.SamConfigError) as error:
                 answer, status = {"message": str(error)}, 400
         return Response(json.dumps(answer), status, content_type="application/json")(environ, start_response)

@@ -426,6 +426,7 @@ class InvokeHost:
             config.name: Function(config, function_env(config, region, moto_endpoint), log_dir, region)
             for config in configs
         }
+        self.absent: frozenset[str] = frozenset()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable) -> Iterable[bytes]:
         return self._invoke(Request(environ))(environ, start_response)
@@ -437,7 +438,7 @@ class InvokeHost:
         # An ARN given as FunctionName arrives percent-encoded in the path.
         name = function_name(unquote(match[1]))
         function = self.functions.get(name)
-        if function is None:
+        if function is None or name in self.absent:
             return _json_response(
                 {"Type": "User", "message": f"Function not found: {function_arn(self.region, name)}"},
                 404,
@@ -456,8 +457,10 @@ class InvokeHost:
             headers["X-Amz-Function-Error"] = "Unhandled"
         return Response(outcome.payload, 200, headers, content_type="application/json")
 
-    def redeploy(self, settings: dict[str, FunctionSettings]) -> None:
-        """Every function with the settings of a new deployment."""
+    def redeploy(self, settings: dict[str, FunctionSettings], absent: Iterable[str] = ()) -> None:
+        """Every function with the settings of a new deployment; the `absent` ones (a
+        Condition left them out) answer ResourceNotFoundException, as Lambda would."""
+        self.absent = frozenset(absent)
         for name, function in self.functions.items():
             config = FunctionConfig(name, function.config.binary, settings.get(name, FunctionSettings()))
             function.redeploy(config, function_env(config, self.region, self.moto_endpoint))

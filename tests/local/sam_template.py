@@ -104,17 +104,23 @@ def resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> Any
     return _resolve(value, template, deployment)
 
 
+# What Ref AWS::NoValue resolves to: removed from the list or mapping that holds it.
+_NO_VALUE = object()
+
+
 def _resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> Any:
     if isinstance(value, Intrinsic):
         name = value.tag[1:]
         return _resolve({f"Fn::{name}" if name != "Ref" else "Ref": value.value}, template, deployment)
     if isinstance(value, list):
-        return [_resolve(v, template, deployment) for v in value]
+        return [r for v in value if (r := _resolve(v, template, deployment)) is not _NO_VALUE]
     if not isinstance(value, dict):
         return value
     if len(value) != 1:
-        return {k: _resolve(v, template, deployment) for k, v in value.items()}
+        return {k: r for k, v in value.items() if (r := _resolve(v, template, deployment)) is not _NO_VALUE}
     (key, arg), = value.items()
+    if key == "Ref" and arg == "AWS::NoValue":
+        return _NO_VALUE
     if key == "Ref":
         declared = _mapping(_mapping(template.get("Parameters")).get(arg))
         if declared.get("Type") == "CommaDelimitedList" and arg in deployment.parameters:
@@ -194,12 +200,16 @@ def function_settings(
 ) -> dict[str, FunctionSettings]:
     """Settings of every AWS::Serverless::Function, keyed by the binary it runs: the
     cargo-lambda `Metadata.BuildProperties.Binary`, or else the basename of `CodeUri`.
-    With a `deployment`, environment intrinsics are resolved; without, skipped."""
+    With a `deployment`, environment intrinsics are resolved and a function whose
+    Condition is false is left out (`excluded_functions`); without, skipped and kept."""
     globals_ = _mapping(_mapping(template.get("Globals")).get("Function"))
     settings = {}
+    excluded = set() if deployment is None else excluded_functions(template, deployment)
     for resource in _mapping(template.get("Resources")).values():
         resource = _mapping(resource)
         if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        if _binary_name(resource, _mapping(resource.get("Properties"))) in excluded:
             continue
         properties = _mapping(resource.get("Properties"))
         name = _binary_name(resource, properties)
@@ -215,6 +225,17 @@ def function_settings(
             env=env,
         )
     return settings
+
+
+def excluded_functions(template: dict[str, Any], deployment: Deployment) -> set[str]:
+    """The binaries of the AWS::Serverless::Functions a deployment leaves out (Condition false)."""
+    kept = {id(resource) for _, resource in resources_of(template, "AWS::Serverless::Function", deployment)}
+    return {
+        name
+        for resource in _mapping(template.get("Resources")).values()
+        if _mapping(resource).get("Type") == "AWS::Serverless::Function" and id(resource) not in kept
+        and (name := _binary_name(resource, _mapping(resource.get("Properties")))) is not None
+    }
 
 
 def _binary_name(resource: dict[str, Any], properties: dict[str, Any]) -> str | None:

@@ -25,6 +25,10 @@ TEMPLATE = {
                                    "Targets": [{"Id": "t", "Arn": {"Fn::GetAtt": "Fn.Arn"}}]}},
         "PipelineRule": {"Type": "AWS::Events::Rule", "Condition": "HasPipeline", "Properties": {}},
         "Always": {"Type": "AWS::Events::Rule", "Properties": {}},
+        "PipelineFunction": {"Type": "AWS::Serverless::Function", "Condition": "HasPipeline",
+                             "Metadata": {"BuildProperties": {"Binary": "trigger"}}, "Properties": {}},
+        "OtherFunction": {"Type": "AWS::Serverless::Function",
+                          "Metadata": {"BuildProperties": {"Binary": "other"}}, "Properties": {}},
     },
 }
 
@@ -52,6 +56,20 @@ class SamTemplateTest(unittest.TestCase):
         properties = sam_template.resolve(found["EcsRule"]["Properties"], TEMPLATE, deployed)
         self.assertEqual(properties["EventPattern"], {"resources": ["a"]})
         self.assertEqual(properties["Targets"][0]["Arn"], "arn:aws:lambda:us-east-1:123456789012:function:fn")
+
+    def test_a_function_whose_condition_fails_is_left_out(self) -> None:
+        self.assertEqual(sam_template.excluded_functions(TEMPLATE, deployment()), {"trigger"})
+        self.assertEqual(sorted(sam_template.function_settings(TEMPLATE, deployment())), ["other"])
+        self.assertEqual(sam_template.excluded_functions(TEMPLATE, deployment(Pipeline="p")), set())
+        self.assertEqual(sorted(sam_template.function_settings(TEMPLATE, deployment(Pipeline="p"))), ["other", "trigger"])
+        self.assertEqual(sorted(sam_template.function_settings(TEMPLATE)), ["other", "trigger"], "no deployment: all")
+
+    def test_no_value_is_removed_from_lists_and_mappings(self) -> None:
+        value = {"List": ["a", {"Fn::If": ["HasPipeline", "p", {"Ref": "AWS::NoValue"}]}],
+                 "Key": {"Fn::If": ["HasPipeline", "p", {"Ref": "AWS::NoValue"}]}, "Other": 1}
+        self.assertEqual(sam_template.resolve(value, TEMPLATE, deployment()), {"List": ["a"], "Other": 1})
+        self.assertEqual(sam_template.resolve(value, TEMPLATE, deployment(Pipeline="x")),
+                         {"List": ["a", "p"], "Key": "p", "Other": 1})
 
     def test_an_attribute_the_deployment_lacks_is_refused(self) -> None:
         with self.assertRaises(sam_template.TemplateError):

@@ -92,7 +92,7 @@ pub enum Verdict {
     Check,
 }
 
-/// The comparison rule (see README, "The mirror").
+/// The comparison rule (see docs/mirror.md, "The comparison rule").
 pub fn judge(source: &Listed, target: &Listed, mode: CompareMode) -> Verdict {
     if source.size != target.size {
         Verdict::Copy

@@ -55,7 +55,7 @@ pub fn outputs() -> Vec<Output> {
     files
 }
 
-/// The JSON Schema of the configuration document, for editors and the README.
+/// The JSON Schema of the configuration document, for editors and docs/configuration.md.
 pub const CONFIG_SCHEMA: &str = "infra/config.schema.json";
 
 fn config_schema() -> String {

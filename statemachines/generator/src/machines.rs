@@ -20,7 +20,7 @@ pub struct Machine {
     pub definition: Value,
 }
 
-/// Every machine, in the order README lists them.
+/// Every machine, in the order statemachines/README.md lists them.
 pub fn all() -> Vec<Machine> {
     vec![
         Machine { name: "snapshot", definition: snapshot() },
