@@ -19,6 +19,7 @@ help:
 	@echo "make package     sam build: arm64 Lambda zips (ARCH=x86_64 for the other), each one's size"
 	@echo "make bench-mirror  the S3 mirror against aws s3 sync and rclone on a local garage (not in make test)"
 	@echo "make bench-scale   scale-to-zero's AWS calls and time on a seeded staging of 250 resources (not in make test)"
+	@echo "make bench-coldstart  each function's release-build cold start (ready, first invoke, peak RSS) against Python + boto3 (not in make test)"
 
 # Python side of the local stack: the pinned emulator and cfn-lint.
 $(VENV_STAMP): tests/local/requirements.txt
@@ -140,3 +141,17 @@ bench-mirror: $(BENCH_VENV)/.installed $(GARAGE)
 bench-scale: venv build
 	@mkdir -p $(LOCAL)
 	$(PYTHON) tests/bench/scale_bench.py --bin-dir target/debug --output $(LOCAL)/bench-scale.json
+
+# Cold start (issue #14), not part of make test: every function's release build (the
+# workspace's [profile.release], what Lambda gets: opt-level s, fat LTO, strip,
+# panic=abort; about 35 min from scratch on 2 cores), for this host, started behind
+# the local Lambda host's Runtime API; ready (spawn to the first /next), first
+# invocation and peak RSS, 5 runs each, against a Python + boto3 peer that builds the
+# same clients, from the bench venv (see tests/bench/coldstart_bench.py).
+.PHONY: bench-coldstart
+
+bench-coldstart: venv $(BENCH_VENV)/.installed
+	nice -n 10 $(CARGO) build --release --bins $(addprefix -p ,$(FUNCTIONS))
+	@mkdir -p $(LOCAL)
+	$(PYTHON) tests/bench/coldstart_bench.py --bin-dir target/release --python $(BENCH_VENV)/bin/python \
+		--output $(LOCAL)/bench-coldstart.json
