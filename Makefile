@@ -58,9 +58,13 @@ $(ASL_VALIDATOR): tests/asl/package-lock.json
 	npm ci --prefix tests/asl --silent --no-audit --no-fund
 	touch $@
 
+# The IAM audit (tests/local/iam_audit.py): both templates, expanded with samtranslator,
+# with their defaults and every samconfig environment; its failing fixtures are
+# tests/fixtures/iam-refused, refused by test_iam_audit.py in stack-selftest.
 validate: venv $(ASL_VALIDATOR)
 	$(VENV)/bin/cfn-lint infra/template.yaml infra/production-access.yaml
 	$(PYTHON) tests/local/samconfig.py --lint $(VENV)/bin/cfn-lint
+	$(PYTHON) -W ignore tests/local/iam_audit.py
 	$(ASL_VALIDATOR) $(foreach f,$(wildcard statemachines/*.asl.json),--json-path $(f))
 	@if $(ASL_VALIDATOR) --silent --json-path tests/fixtures/asl-invalid.asl.json; then \
 		echo "asl-validator accepted tests/fixtures/asl-invalid.asl.json"; exit 1; fi

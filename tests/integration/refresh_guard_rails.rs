@@ -1,6 +1,8 @@
 //! The refresh's guard rails, through the real state machine: a live target that
-//! is untagged, tagged `production`, the source itself, or in the production
-//! account fails the execution with `GuardRailViolation`, and the local stack's
+//! is untagged, tagged `production`, the source itself, in the production
+//! account, or with an instance that neither carries the staging tag nor has the
+//! name a restore gives a cluster's instances fails the execution with
+//! `GuardRailViolation`, and the local stack's
 //! request recorder (every AWS request moto serves, in any account) shows no
 //! mutating call during the run. The recorder is shown to see the mutating calls
 //! of a valid run, so the zero count is not vacuous.
@@ -124,6 +126,30 @@ async fn seed_cluster_in_own_account(
         .expect("seed its instance");
 }
 
+/// Adds the instance `identifier`, tagged `tags`, to staging's cluster `cluster`.
+async fn add_instance(world: &RefreshStack, cluster: &str, identifier: &str, tags: &[(&str, &str)]) {
+    world
+        .accounts
+        .staging_rds()
+        .create_db_instance()
+        .db_instance_identifier(identifier)
+        .db_cluster_identifier(cluster)
+        .engine("aurora-postgresql")
+        .db_instance_class("db.serverless")
+        .set_tags(Some(rds_tags(tags)))
+        .send()
+        .await
+        .expect("add an instance");
+}
+
+/// Adds `tags` to staging's instance `identifier`.
+async fn tag_instance(world: &RefreshStack, identifier: &str, tags: &[(&str, &str)]) {
+    let rds = world.accounts.staging_rds();
+    let instance = rds.describe_db_instances().db_instance_identifier(identifier).send().await.unwrap();
+    let arn = instance.db_instances()[0].db_instance_arn().unwrap().to_owned();
+    rds.add_tags_to_resource().resource_name(arn).set_tags(Some(rds_tags(tags))).send().await.unwrap();
+}
+
 /// Asserts staging's cluster `identifier` is as before the run.
 async fn assert_unchanged(world: &RefreshStack, identifier: &str, resource_id: Option<&str>) {
     let cluster = world.cluster(identifier).await.expect("still there");
@@ -152,8 +178,9 @@ async fn an_untagged_target_is_refused_without_any_change_and_once_tagged_the_re
     assert_eq!(tags_of(&before), tags_of(&world.cluster(TARGET).await.unwrap()));
     assert_eq!(world.production_snapshot_ids().await, Vec::<String>::new(), "no snapshot was taken");
 
-    // The same world, with the staging tag on the target: the refresh runs, and
-    // the same recorder counts its mutating calls.
+    // The same world, with the staging tag on the target and its instance (deleted
+    // with it at the end): the refresh runs, and the same recorder counts its
+    // mutating calls.
     world
         .accounts
         .staging_rds()
@@ -163,6 +190,7 @@ async fn an_untagged_target_is_refused_without_any_change_and_once_tagged_the_re
         .send()
         .await
         .unwrap();
+    tag_instance(&world, &format!("{TARGET}-1"), STAGING_TAGS).await;
     let run = "deploy-tagged";
     let (outcome, requests) = run_recorded(&world, &arn, run, &json!({})).await;
 
@@ -315,4 +343,103 @@ async fn a_first_refresh_into_the_production_account_is_refused_without_any_chan
         outcome.events.iter().filter(|e| e.error.is_some()).map(|e| (&e.state, &e.error)).collect();
     assert_eq!(clusters, [SOURCE], "nothing was created in the production account; failures: {states:?}");
     assert_refused_without_changes(&world, &outcome, &requests, STAGING_ACCOUNT);
+}
+
+/// The restore function may delete an instance only when it carries the staging
+/// tag or has the name a restore gives a cluster's instances (the IAM policy's
+/// rule): a live cluster with an instance someone added by hand, tagged with the
+/// cluster's tags but the staging tag, would fail at `retire`, after the swap. The
+/// check refuses it before anything is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_live_cluster_with_an_instance_that_lacks_the_staging_tag_is_refused_at_the_check_without_any_change(
+) {
+    let world = RefreshStack::start().await;
+    world.accounts.seed_production_cluster(SOURCE).await;
+    world.accounts.seed_staging_cluster(TARGET, STAGING_TAGS).await;
+    let reader = format!("{TARGET}-reader");
+    add_instance(&world, TARGET, &reader, &[("team", "web")]).await;
+    let before = world.usable_cluster(TARGET).await;
+    let instances_before = world.instance_ids().await;
+    assert_eq!(instances_before, [format!("{TARGET}-1"), reader.clone()]);
+    let arn = world.seed_000_machine("understudy-refresh").await;
+
+    let (outcome, requests) = run_recorded(&world, &arn, "deploy-untagged-reader", &json!({})).await;
+
+    assert_refused_without_changes(&world, &outcome, &requests, &reader);
+    let cause = outcome.cause.as_deref().unwrap_or_default();
+    assert!(cause.contains("staging tag") && cause.contains("tag the instance"), "{cause}");
+    assert!(!cause.contains(&format!("`{TARGET}-1`")), "the tagged instance is not the one refused: {cause}");
+    assert_unchanged(&world, TARGET, before.db_cluster_resource_id()).await;
+    assert_eq!(world.cluster_ids().await, [TARGET], "nothing was restored");
+    assert_eq!(world.instance_ids().await, instances_before, "nothing was created or deleted");
+    assert_eq!(world.production_snapshot_ids().await, Vec::<String>::new(), "no snapshot was taken");
+
+    // Tagged as the cause says, the same world refreshes, and the instance goes
+    // with the retired cluster.
+    tag_instance(&world, &reader, STAGING_TAGS).await;
+    let outcome = world.run(&arn, "deploy-tagged-reader", &json!({})).await;
+
+    assert_eq!(outcome.status, "SUCCEEDED", "{outcome:#?}\n{}", world.logs());
+    assert_eq!(world.cluster_ids().await, [TARGET]);
+    let instances = world.instance_ids().await;
+    assert!(
+        instances.iter().all(|i| !instances_before.contains(i)),
+        "the old instances are gone: {instances:?}"
+    );
+}
+
+/// `retire` and `undo` delete a cluster's instances with it: each instance is
+/// checked before the step's first change, by the same rule.
+#[tokio::test(flavor = "multi_thread")]
+async fn retire_and_undo_refuse_a_cluster_with_an_instance_that_lacks_the_staging_tag_before_any_change() {
+    let world = RefreshStack::start().await;
+    let (parameters, document) = world.seed_000_deployment();
+    world.deploy(&parameters, &document).await;
+    // A retired cluster of an ended run (no understudy:retired-by: from before runs
+    // tagged them), whose instance `<retired>-1` carries no tag at all.
+    let retired = retired_identifier(TARGET, "deploy-earlier");
+    seed_cluster_in_own_account(&world, &retired, "staging_admin", STAGING_TAGS).await;
+    let run = "deploy-failed";
+    // This run's temporary cluster, with its instance and one added by hand.
+    let temporary = temporary_identifier(TARGET, run);
+    let run_tags = [STAGING_TAGS[0], ("understudy:managed", "true"), ("understudy:run", run)];
+    seed_cluster_in_own_account(&world, &temporary, "prod_admin", &run_tags).await;
+    tag_instance(&world, &format!("{temporary}-1"), &run_tags).await;
+    let by_hand = format!("{TARGET}-by-hand");
+    add_instance(&world, &temporary, &by_hand, &[("team", "web")]).await;
+    world.usable_cluster(&retired).await;
+    world.usable_cluster(&temporary).await;
+    let instances_before = world.instance_ids().await;
+    let request = |action: &str| json!({"action": action, "run_id": run, "config": {}});
+
+    for (action, refused) in [("retire", format!("{retired}-1")), ("undo", by_hand.clone())] {
+        world.stack.take_requests();
+        let answer = world.stack.invoke("restore", &request(action));
+        let changes = mutating(&world.stack.take_requests());
+
+        assert_eq!(answer.error_type(), Some("GuardRailViolation"), "{action}: {answer:?}");
+        let message = answer.error_message();
+        assert!(
+            message.contains(&format!("`{refused}`")) && message.contains("tag the instance"),
+            "{message}"
+        );
+        assert_eq!(changes, Vec::<Value>::new(), "{action}: no change before the refusal");
+        assert_eq!(world.cluster_ids().await, [temporary.clone(), retired.clone()]);
+        assert_eq!(world.instance_ids().await, instances_before);
+    }
+
+    // Once tagged, each step deletes its cluster and the instances.
+    tag_instance(&world, &format!("{retired}-1"), STAGING_TAGS).await;
+    tag_instance(&world, &by_hand, STAGING_TAGS).await;
+    assert_eq!(world.stack.invoke("restore", &request("retire")).ok()["deleted"], json!([retired]));
+    assert_eq!(world.stack.invoke("restore", &request("undo")).ok()["deleted"], json!([temporary]));
+    let mut left = world.cluster_ids().await;
+    for _ in 0..10 {
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        left = world.cluster_ids().await;
+    }
+    assert_eq!(left, Vec::<String>::new());
 }

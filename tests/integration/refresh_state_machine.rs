@@ -106,6 +106,26 @@ async fn seed_000_staging_cluster_is_replaced_by_a_restore_of_the_new_production
     assert_eq!(security_groups, [world.security_group_id.as_str()]);
     let capacity = after.serverless_v2_scaling_configuration().expect("serverless v2 capacity");
     assert_eq!((capacity.min_capacity(), capacity.max_capacity()), (Some(0.5), Some(1.0)));
+    // Encrypted with staging's own key: a restore without KmsKeyId would keep the
+    // key production shared the snapshot under.
+    let staging_rds_key = aws_sdk_kms::Client::new(&accounts.staging)
+        .describe_key()
+        .key_id("alias/aws/rds")
+        .send()
+        .await
+        .expect("staging's aws/rds key");
+    let staging_rds_key = staging_rds_key.key_metadata().and_then(|m| m.arn()).expect("key ARN").to_owned();
+    assert!(
+        staging_rds_key.starts_with(&format!("arn:aws:kms:us-east-1:{STAGING_ACCOUNT}:key/")),
+        "{staging_rds_key}"
+    );
+    assert_eq!(after.storage_encrypted(), Some(true));
+    assert_eq!(
+        after.kms_key_id(),
+        Some(staging_rds_key.as_str()),
+        "encrypted with staging's aws/rds key, not production's share key {}",
+        world.share_key_arn
+    );
     let tags = tags_of(&after);
     assert!(tags.contains(&("understudy:environment".into(), "staging".into())), "{tags:?}");
     assert!(tags.contains(&("understudy:managed".into(), "true".into())), "{tags:?}");
@@ -123,6 +143,10 @@ async fn seed_000_staging_cluster_is_replaced_by_a_restore_of_the_new_production
     let instances = staging_instance_ids(&accounts).await;
     assert_eq!(instances.len(), 1, "only the new cluster's instance: {instances:?}");
     assert!(!instances.contains(&format!("{TARGET}-1")), "the old instance is gone: {instances:?}");
+    let instance =
+        accounts.staging_rds().describe_db_instances().db_instance_identifier(&instances[0]).send().await;
+    let instance = instance.unwrap().db_instances().first().cloned().unwrap();
+    assert_eq!(instance.kms_key_id(), Some(staging_rds_key.as_str()), "its instance too");
 
     let snapshot = outcome.output.as_ref().unwrap()["snapshot"]["identifier"].as_str().unwrap().to_owned();
     let production = accounts.production_rds();

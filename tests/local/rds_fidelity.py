@@ -17,7 +17,13 @@ transition.
   resolved to a key ARN (another account's key ARN included); a key that does not
   exist, is disabled, or is another account's AWS-managed key is
   KMSKeyNotAccessibleFault; another account's snapshot encrypted with an AWS-managed
-  key cannot be copied or restored (KMSKeyNotAccessibleFault).
+  key cannot be copied or restored (KMSKeyNotAccessibleFault). Restores go through
+  the same resolution: a KmsKeyId (key id, alias, key or alias ARN) is resolved in the
+  calling account, shown as the key ARN on the cluster and its instances, and one the
+  caller cannot use is KMSKeyNotAccessibleFault (moto 5.2.5 stores the raw alias and
+  accepts one that does not exist); without KmsKeyId the restore keeps the snapshot's
+  key ARN, production's for a shared snapshot (moto's own behaviour, pinned by the
+  self-test).
 - Identifiers and renames (`_patch_identifiers`, `_patch_renames`): cluster
   identifiers are validated like instance ones (1-63 characters, ...); a name in use,
   or still held by a rename in progress, is AlreadyExists; a rename needs an

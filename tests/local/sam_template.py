@@ -3,7 +3,7 @@
 Without parameters only literal environment variables are read. With a deployment
 (`Deployment`: parameter values, pseudo parameters, the physical names of resources)
 the variables' intrinsics are resolved as CloudFormation resolves them (Ref, Fn::If,
-Fn::Sub, Fn::Join and the condition functions), parameters checked against their
+Fn::Sub, Fn::Join, Fn::Split, Fn::Select and the condition functions), parameters checked against their
 AllowedPattern and AllowedValues first, as CloudFormation refuses a bad value."""
 
 from __future__ import annotations
@@ -140,18 +140,28 @@ def _resolve(value: Any, template: dict[str, Any], deployment: Deployment) -> An
         return _resolve(yes if _condition(condition, template, deployment) else no, template, deployment)
     if key == "Fn::Sub":
         text = arg if isinstance(arg, str) else arg[0]
+        variables = {} if isinstance(arg, str) else {
+            name: str(_resolve(v, template, deployment)) for name, v in _mapping(arg[1]).items()}
 
         def lookup(match: re.Match) -> str:
             name = match.group(1)
-            for source in (deployment.parameters, deployment.pseudo, deployment.resources, deployment.attributes):
+            for source in (variables, deployment.parameters, deployment.pseudo, deployment.resources,
+                           deployment.attributes):
                 if name in source:
                     return source[name]
             raise TemplateError(f"Fn::Sub ${{{name}}}: unknown")
 
-        return re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lookup, text)
+        # ${!Literal} is the literal ${Literal}.
+        return re.sub(r"\$\{!([^}]*)\}", r"${\1}", re.sub(r"\$\{([A-Za-z0-9:.]+)\}", lookup, text))
     if key == "Fn::Join":
         separator, items = arg
         return separator.join(str(i) for i in _resolve(items, template, deployment))
+    if key == "Fn::Split":
+        separator, text = arg
+        return str(_resolve(text, template, deployment)).split(separator)
+    if key == "Fn::Select":
+        index, items = arg
+        return _resolve(items, template, deployment)[int(_resolve(index, template, deployment))]
     if key in ("Fn::Equals", "Fn::Not", "Fn::Or", "Fn::And", "Condition"):
         return _condition(value, template, deployment)
     return {key: _resolve(arg, template, deployment)}

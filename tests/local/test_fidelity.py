@@ -256,6 +256,69 @@ class RdsFidelityTest(SharedStackTestCase):
         self.assertFails("KMSKeyNotAccessibleFault", self.create_cluster, rds=self.stg, identifier="x",
                          StorageEncrypted=True, KmsKeyId=key)
 
+    def test_a_restore_keeps_the_snapshots_key_unless_given_one_resolved_in_the_callers_account(self) -> None:
+        # AWS (RestoreDBClusterFromSnapshot, KmsKeyId): without it, a cluster restored from
+        # an encrypted snapshot "is encrypted using the KMS key that was used to encrypt the
+        # DB snapshot"; a key ID or alias names a key of the caller's account, another
+        # account's key is named by key or alias ARN; a key the caller cannot use is
+        # KMSKeyNotAccessibleFault (the only KMS fault the operation lists).
+        prod_kms, kms = self.production_client("kms"), self.client("kms")
+        share_key = prod_kms.create_key(Description="share")["KeyMetadata"]
+        prod_kms.create_alias(AliasName="alias/share-restores", TargetKeyId=share_key["KeyId"])
+        self.create_cluster(self.prod, "orders", StorageEncrypted=True, KmsKeyId=share_key["Arn"])
+        self.prod.create_db_cluster_snapshot(DBClusterIdentifier="orders", DBClusterSnapshotIdentifier="orders-snap")
+        self.share("orders-snap")
+        arn = f"arn:aws:rds:us-east-1:{PRODUCTION}:cluster-snapshot:orders-snap"
+        staging_key = kms.create_key()["KeyMetadata"]
+        kms.create_alias(AliasName="alias/staging-restores", TargetKeyId=staging_key["KeyId"])
+
+        def restore(identifier: str, **kwargs: Any) -> str:
+            cluster = self.stg.restore_db_cluster_from_snapshot(
+                SnapshotIdentifier=arn, DBClusterIdentifier=identifier, Engine=ENGINE, **kwargs
+            )["DBCluster"]
+            self.assertIs(cluster["StorageEncrypted"], True, identifier)
+            self.assertEqual(self.cluster(self.stg, identifier)["KmsKeyId"], cluster["KmsKeyId"])
+            return cluster["KmsKeyId"]
+
+        # No KmsKeyId: production's key stays, so a restore that forgets it shows it.
+        self.assertEqual(restore("orders-inherited"), share_key["Arn"])
+        # alias/aws/rds is the caller's own AWS-managed key, created on first use.
+        staging_aws_rds = kms.describe_key(KeyId="alias/aws/rds")["KeyMetadata"]
+        self.assertEqual((staging_aws_rds["AWSAccountId"], staging_aws_rds["KeyManager"]), (STAGING, "AWS"))
+        self.assertEqual(restore("orders-aws-rds", KmsKeyId="alias/aws/rds"), staging_aws_rds["Arn"])
+        # Alias, key id, alias ARN: each shown as the key ARN.
+        self.assertEqual(restore("orders-alias", KmsKeyId="alias/staging-restores"), staging_key["Arn"])
+        self.assertEqual(restore("orders-id", KmsKeyId=staging_key["KeyId"]), staging_key["Arn"])
+        alias_arn = "arn:aws:kms:us-east-1:{}:alias/{}".format
+        self.assertEqual(restore("orders-alias-arn", KmsKeyId=alias_arn(STAGING, "staging-restores")),
+                         staging_key["Arn"])
+        self.assertEqual(restore("orders-prod-alias-arn", KmsKeyId=alias_arn(PRODUCTION, "share-restores")),
+                         share_key["Arn"])
+        # The cluster's instances show its key.
+        self.create_member(self.stg, "orders-aws-rds", "orders-aws-rds-1")
+        self.assertEqual(self.instance(self.stg, "orders-aws-rds-1")["KmsKeyId"], staging_aws_rds["Arn"])
+        # Production's key id and alias mean nothing in staging; unknown ones neither.
+        for missing in (share_key["KeyId"], "alias/share-restores", "alias/does-not-exist",
+                        "0000aaaa-0000-4000-8000-000000000000"):
+            self.assertFails("KMSKeyNotAccessibleFault", self.stg.restore_db_cluster_from_snapshot,
+                             SnapshotIdentifier=arn, DBClusterIdentifier="orders-refused", Engine=ENGINE,
+                             KmsKeyId=missing)
+        self.assertFails("DBClusterNotFoundFault", self.stg.describe_db_clusters,
+                         DBClusterIdentifier="orders-refused")
+        # An unencrypted snapshot restores unencrypted, or encrypted with the key given.
+        self.create_cluster(self.stg, "orders-plain")
+        self.stg.create_db_cluster_snapshot(DBClusterIdentifier="orders-plain",
+                                            DBClusterSnapshotIdentifier="orders-plain-snap")
+        plain = self.stg.restore_db_cluster_from_snapshot(
+            SnapshotIdentifier="orders-plain-snap", DBClusterIdentifier="orders-plain-restored", Engine=ENGINE
+        )["DBCluster"]
+        self.assertEqual((plain["StorageEncrypted"], plain.get("KmsKeyId")), (False, None))
+        keyed = self.stg.restore_db_cluster_from_snapshot(
+            SnapshotIdentifier="orders-plain-snap", DBClusterIdentifier="orders-plain-keyed", Engine=ENGINE,
+            KmsKeyId="alias/aws/rds",
+        )["DBCluster"]
+        self.assertEqual((keyed["StorageEncrypted"], keyed["KmsKeyId"]), (True, staging_aws_rds["Arn"]))
+
     # 3, 4: cluster members
 
     def test_cluster_keeps_its_members_through_a_rename_and_cannot_be_deleted_with_them(self) -> None:

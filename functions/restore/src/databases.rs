@@ -108,6 +108,9 @@ impl Databases {
 
     /// Restores `snapshot` as `identifier` with staging's `settings`. `Ok(false)`
     /// when `identifier` already exists (the caller decides whether it is its own).
+    /// A cluster is encrypted with `kms_key_id` when given (AWS keeps the
+    /// snapshot's key otherwise); an instance restore takes no key, it keeps the
+    /// snapshot's.
     pub async fn restore(
         &self,
         identifier: &str,

@@ -27,8 +27,14 @@
 //!   run made (see [`RestoreFunction::undo`]).
 //!
 //! Guard rails: every database modified or deleted carries the staging tag, is not
-//! the source, and is not in the production account; otherwise
-//! `GuardRailViolation` before any mutating call.
+//! the source, and is not in the production account; every instance deleted with
+//! its cluster carries the staging tag or is named as a restore names a cluster's
+//! instances (`<target>-new-<run hash>-<n>`); otherwise `GuardRailViolation`
+//! before any mutating call.
+//!
+//! Encryption: what staging restores is encrypted with staging's key
+//! (`database.staging_kms_key_id`, else staging's own [`DEFAULT_STAGING_KMS_KEY`]),
+//! never with the key production shared the snapshot under.
 
 mod databases;
 #[cfg(test)]
@@ -50,6 +56,12 @@ use understudy_shared::{guard, Error, Result};
 
 pub use databases::{DatabaseSummary, Databases, MasterPassword};
 pub use naming::{retired_identifier, temporary_identifier};
+
+/// Staging's key when `database.staging_kms_key_id` is not set: the AWS-managed
+/// RDS key of the account that makes the call, which is staging (an alias is
+/// resolved in the caller's account). Used for the staging copy of an instance
+/// snapshot and for a cluster restored from an encrypted snapshot.
+pub const DEFAULT_STAGING_KMS_KEY: &str = "alias/aws/rds";
 
 /// The function's handler, holding the AWS config built once per cold start.
 pub struct RestoreFunction {
@@ -414,6 +426,11 @@ impl Refresh {
         self.database().target.as_deref().expect("checked by Refresh::load")
     }
 
+    /// The KMS key staging encrypts its copies and restores with.
+    fn staging_kms_key(&self) -> &str {
+        self.database().staging_kms_key_id.as_deref().unwrap_or(DEFAULT_STAGING_KMS_KEY)
+    }
+
     /// Whether the snapshot ARN `reference` belongs to another account than
     /// staging's (so it is reached by ARN and, if encrypted, copied first).
     fn is_foreign(&self, reference: &str) -> bool {
@@ -441,6 +458,30 @@ impl Refresh {
                 "refusing to modify `{}`: it is in the production account {}",
                 database.identifier, production.account_id
             )));
+        }
+        Ok(())
+    }
+
+    /// A cluster's instances are deleted with it ([`Databases::delete`]), so each
+    /// must be one understudy may delete: carrying the staging tag, or named as a
+    /// restore of the target names a cluster's instances (`<target>-new-<run
+    /// hash>-<n>`; the IAM policy allows those by name). Reads only: a
+    /// `DescribeDBInstances` for each instance with another name.
+    async fn ensure_members_may_be_deleted(&self, cluster: &DatabaseSummary) -> Result<()> {
+        let tag = &self.config.tag;
+        for member in &cluster.members {
+            if naming::is_member_identifier(member, self.target()) {
+                continue;
+            }
+            let Some(instance) = self.databases.find_instance(member).await? else { continue };
+            if guard::ensure_staging(member, &instance.tags, tag).is_err() {
+                return Err(Error::GuardRailViolation(format!(
+                    "refusing to delete `{member}`, an instance of the cluster `{}`: it does not carry the staging \
+                     tag {}={} and is not named as understudy names a restored cluster's instances; tag the \
+                     instance {}={} (a cluster's tags do not reach its instances), then run again",
+                    cluster.identifier, tag.key, tag.value, tag.key, tag.value
+                )));
+            }
         }
         Ok(())
     }
@@ -473,7 +514,14 @@ impl Refresh {
             ))
         })?;
         let tags = self.run_tags(run_id);
-        let kms_key = database.staging_kms_key_id.as_deref();
+        // Without a KmsKeyId AWS keeps the snapshot's key: for a shared snapshot,
+        // the production key it was shared under. (An instance restore takes no
+        // key: `copy` re-encrypted a shared, encrypted one with staging's key.)
+        let kms_key = if found.encrypted {
+            Some(self.staging_kms_key())
+        } else {
+            database.staging_kms_key_id.as_deref()
+        };
         let created = self
             .databases
             .restore(&temporary, &found, &snapshot.identifier, &database.restore, kms_key, &tags)
@@ -653,7 +701,11 @@ impl RestoreFunction {
         let target = refresh.target();
         let live = refresh.databases.find(target).await?;
         match &live {
-            Some(live) => refresh.ensure_may_modify(live)?,
+            Some(live) => {
+                // This run retires the live database, its instances with it.
+                refresh.ensure_may_modify(live)?;
+                refresh.ensure_members_may_be_deleted(live).await?;
+            }
             None => {
                 // No database under the target name: a first refresh creates one, unless
                 // a run died between its renames, whose retired database `repair` renames back.
@@ -663,6 +715,7 @@ impl RestoreFunction {
                 }
                 for database in &retired {
                     refresh.ensure_may_modify(database)?;
+                    refresh.ensure_members_may_be_deleted(database).await?;
                 }
             }
         }
@@ -708,9 +761,9 @@ impl RestoreFunction {
             return Ok(Restorable { snapshot, copied: false });
         }
         let identifier = naming::staging_copy_identifier(refresh.target(), &request.run_id);
-        let key = refresh.database().staging_kms_key_id.clone().unwrap_or_else(|| "alias/aws/rds".into());
+        let key = refresh.staging_kms_key();
         let tags = refresh.run_tags(&request.run_id);
-        if refresh.snapshots.copy(&snapshot.identifier, &identifier, Some(&key), &tags).await?.is_none() {
+        if refresh.snapshots.copy(&snapshot.identifier, &identifier, Some(key), &tags).await?.is_none() {
             let existing = refresh.snapshots.find(&identifier).await?;
             let ours =
                 existing.is_some_and(|s| tag_value(&s.tags, tags::RUN) == Some(request.run_id.as_str()));
@@ -914,6 +967,9 @@ impl RestoreFunction {
                     database.identifier
                 )));
             }
+            if database.status != "deleting" {
+                refresh.ensure_members_may_be_deleted(database).await?;
+            }
         }
         let mut deleted = Vec::new();
         for database in retired.drain(..) {
@@ -995,21 +1051,29 @@ impl RestoreFunction {
         let temporary = temporary_identifier(&target, &request.run_id);
         let mut renamed_back = false;
         let mut deleted = Vec::new();
-        let live = refresh.databases.find(&target).await?;
-        if live.is_none() {
-            if let Some(old) = refresh.databases.find(&retired).await? {
-                refresh.ensure_may_modify(&old)?;
-                refresh.databases.rename(&retired, &target).await?;
-                tracing::info!(from = %retired, to = %target, "renamed the live database back");
-                renamed_back = true;
+        let old = match refresh.databases.find(&target).await? {
+            None => refresh.databases.find(&retired).await?,
+            Some(_) => None,
+        };
+        let new = refresh.databases.find(&temporary).await?;
+        // Every guard rail of the step before its first change.
+        if let Some(old) = &old {
+            refresh.ensure_may_modify(old)?;
+        }
+        if let Some(new) = &new {
+            refresh.ensure_this_runs(new, &request.run_id)?;
+            if new.status != "deleting" {
+                refresh.ensure_members_may_be_deleted(new).await?;
             }
         }
-        if let Some(new) = refresh.databases.find(&temporary).await? {
-            refresh.ensure_this_runs(&new, &request.run_id)?;
-            if new.status != "deleting" {
-                refresh.databases.delete(&new, None).await?;
-                deleted.push(temporary.clone());
-            }
+        if old.is_some() {
+            refresh.databases.rename(&retired, &target).await?;
+            tracing::info!(from = %retired, to = %target, "renamed the live database back");
+            renamed_back = true;
+        }
+        if let Some(new) = new.filter(|new| new.status != "deleting") {
+            refresh.databases.delete(&new, None).await?;
+            deleted.push(temporary.clone());
         }
         let copy = naming::staging_copy_identifier(&target, &request.run_id);
         if let Some(snapshot) = refresh.snapshots.find(&copy).await? {

@@ -8,7 +8,9 @@ use aws_sdk_rds::operation::create_db_instance::CreateDbInstanceOutput;
 use aws_sdk_rds::operation::describe_db_cluster_snapshots::DescribeDbClusterSnapshotsOutput;
 use aws_sdk_rds::operation::describe_db_clusters::{DescribeDBClustersError, DescribeDbClustersOutput};
 use aws_sdk_rds::operation::modify_db_cluster::ModifyDBClusterError;
-use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::RestoreDBClusterFromSnapshotError;
+use aws_sdk_rds::operation::restore_db_cluster_from_snapshot::{
+    RestoreDBClusterFromSnapshotError, RestoreDbClusterFromSnapshotOutput,
+};
 use aws_sdk_rds::types::error::{
     DbClusterAlreadyExistsFault, DbClusterNotFoundFault, InvalidDbClusterStateFault,
     KmsKeyNotAccessibleFault, SnapshotQuotaExceededFault,
@@ -22,7 +24,7 @@ use understudy_shared::deployment::Deployment;
 use understudy_shared::rds::{SnapshotRef, Snapshots};
 use understudy_shared::Error;
 
-use crate::{temporary_identifier, Databases, Refresh};
+use crate::{temporary_identifier, Databases, Refresh, DEFAULT_STAGING_KMS_KEY};
 
 const SNAPSHOT_ARN: &str = "arn:aws:rds:us-east-1:111111111111:cluster-snapshot:understudy-run-1-share";
 
@@ -47,17 +49,28 @@ fn meta(code: &str) -> ErrorMetadata {
 }
 
 fn refresh(rds: Client) -> Refresh {
+    refresh_with_staging_key(rds, None)
+}
+
+fn refresh_with_staging_key(rds: Client, staging_kms_key_id: Option<&str>) -> Refresh {
     let deployment = Deployment::example();
     let document = json!({
         "database": {"kind": "cluster", "source": "production-aurora", "target": "staging-aurora",
-                     "password": {"managed": true}},
+                     "password": {"managed": true}, "staging_kms_key_id": staging_kms_key_id},
     });
     let config = EnvironmentConfig::assemble(&deployment, Some(&document), &json!({})).unwrap();
     Refresh::with_config(config, rds).unwrap()
 }
 
+/// Production's share key, which the shared snapshot is encrypted with.
+const SHARE_KEY_ARN: &str = "arn:aws:kms:us-east-1:111111111111:key/0f0e0d0c-0000-4000-8000-000000000001";
+
 fn shared_snapshot_listing() -> Rule {
-    mock!(Client::describe_db_cluster_snapshots).then_output(|| {
+    snapshot_listing(false)
+}
+
+fn snapshot_listing(encrypted: bool) -> Rule {
+    mock!(Client::describe_db_cluster_snapshots).then_output(move || {
         DescribeDbClusterSnapshotsOutput::builder()
             .db_cluster_snapshots(
                 DbClusterSnapshot::builder()
@@ -66,10 +79,57 @@ fn shared_snapshot_listing() -> Rule {
                     .engine("aurora-postgresql")
                     .status("available")
                     .snapshot_type("shared")
+                    .storage_encrypted(encrypted)
+                    .set_kms_key_id(encrypted.then(|| SHARE_KEY_ARN.to_owned()))
                     .build(),
             )
             .build()
     })
+}
+
+/// The KmsKeyId of the one `RestoreDBClusterFromSnapshot` a restore makes, given
+/// whether the snapshot is encrypted and the configured staging key.
+async fn restore_kms_key_id(encrypted: bool, staging_kms_key_id: Option<&str>) -> Option<String> {
+    let listing = snapshot_listing(encrypted);
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let restore = mock!(Client::restore_db_cluster_from_snapshot)
+        .match_requests(move |request| {
+            record.lock().unwrap().push(request.kms_key_id().map(str::to_owned));
+            true
+        })
+        .then_output(|| RestoreDbClusterFromSnapshotOutput::builder().build());
+    let instance =
+        mock!(Client::create_db_instance).then_output(|| CreateDbInstanceOutput::builder().build());
+    let refresh = refresh_with_staging_key(mocked_rds(&[&listing, &restore, &instance]), staging_kms_key_id);
+
+    refresh.restore_temporary("run-1", &snapshot()).await.unwrap();
+
+    assert_eq!(restore.num_calls(), 1);
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    seen.into_iter().next().unwrap()
+}
+
+#[tokio::test]
+async fn an_encrypted_snapshot_is_restored_with_stagings_own_key_never_the_one_it_was_shared_under() {
+    // No KmsKeyId would keep the snapshot's key: production's share key.
+    assert_eq!(restore_kms_key_id(true, None).await.as_deref(), Some(DEFAULT_STAGING_KMS_KEY));
+    assert_eq!(DEFAULT_STAGING_KMS_KEY, "alias/aws/rds", "staging's AWS-managed key, resolved in staging");
+    assert_eq!(
+        restore_kms_key_id(true, Some("alias/staging-db")).await.as_deref(),
+        Some("alias/staging-db"),
+        "the configured staging key"
+    );
+}
+
+#[tokio::test]
+async fn an_unencrypted_snapshot_is_encrypted_only_when_a_staging_key_is_configured() {
+    assert_eq!(restore_kms_key_id(false, None).await, None);
+    assert_eq!(
+        restore_kms_key_id(false, Some("alias/staging-db")).await.as_deref(),
+        Some("alias/staging-db")
+    );
 }
 
 fn snapshot() -> SnapshotRef {
