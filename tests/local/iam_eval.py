@@ -39,7 +39,7 @@ def _actions(statement: dict[str, Any]) -> set[str]:
     return set(_expand_wildcard_action(listify(statement.get("Action"))))
 
 
-def _resource_matches(pattern: str, arn: str) -> bool:
+def arn_matches(pattern: str, arn: str) -> bool:
     """IAM's ARN wildcards: * any run of characters, ? one, case-sensitive."""
     return _like(arn, pattern)
 
@@ -94,7 +94,7 @@ def _holds(operator: str, key: str, expected: list[str], context: dict[str, Any]
 def statement_matches(statement: dict[str, Any], request: Request, arn: str) -> bool:
     if request.action.lower() not in _actions(statement):
         return False
-    if not any(_resource_matches(str(p), arn) for p in listify(statement.get("Resource"))):
+    if not any(arn_matches(str(p), arn) for p in listify(statement.get("Resource"))):
         return False
     context = _context(request, request.resources[arn])
     for operator, entries in (statement.get("Condition") or {}).items():
